@@ -1,0 +1,60 @@
+"""The venv-prune error family.
+
+Every error the library raises on purpose is a :class:`PruneError`. Each message says what was
+wrong and what to do about it, in one line, so the command line can print it as it is.
+Subclasses also derive from the built-in exception that fits, so callers may catch either.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PruneError",
+    "UsageError",
+    "EnvironmentNotFound",
+    "ProfileError",
+    "PendingJournal",
+    "UnsafePath",
+    "VerificationFailed",
+    "TraceError",
+]
+
+
+class PruneError(Exception):
+    """Base class of every error venv-prune raises on purpose.
+
+    ``exit_code`` is what the command line exits with when this error reaches it.
+    """
+
+    exit_code = 2
+
+
+class UsageError(PruneError, ValueError):
+    """An option or argument is invalid (bad pattern, unknown name, conflicting options)."""
+
+
+class EnvironmentNotFound(PruneError, FileNotFoundError):
+    """The path given is missing or is not a Python environment venv-prune can prune."""
+
+
+class ProfileError(PruneError, ValueError):
+    """A profile is unknown, malformed, or extends itself."""
+
+
+class PendingJournal(PruneError, RuntimeError):
+    """An interrupted run left a journal; ``venv-prune recover PATH`` must run first."""
+
+    exit_code = 3
+
+
+class UnsafePath(PruneError, ValueError):
+    """A path would leave the target root or follow a symlink; nothing was touched."""
+
+
+class VerificationFailed(PruneError, RuntimeError):
+    """Verification found a break after staging; every change was rolled back."""
+
+    exit_code = 1
+
+
+class TraceError(PruneError, RuntimeError):
+    """A trace file is unreadable or a traced command could not start."""

@@ -1,0 +1,186 @@
+"""Value types shared by scan, plan, apply and report.
+
+All paths are POSIX strings relative to ``Environment.root``. All types are frozen and
+slotted; constructors trust their input (parsing and validation happen in scan/profiles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .env import Environment
+
+__all__ = [
+    "Diagnostic",
+    "EntryPoint",
+    "Distribution",
+    "FileEntry",
+    "Inventory",
+    "Action",
+    "Keep",
+    "DistDecision",
+    "Plan",
+]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """Something odd found while scanning or planning: reported, never fatal.
+
+    ``level`` is ``"warning"`` or ``"info"``; ``path`` is relative to the root (or "").
+    """
+
+    level: str
+    code: str
+    message: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    group: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One installed distribution, as its metadata describes it.
+
+    ``name`` is canonical (PEP 503). ``metadata_dir`` is the dist-info/egg-info directory and
+    ``site`` the site-packages directory holding it, both relative to the root. ``files`` are
+    the RECORD entries that lie under the root, relative to the root, sorted.
+    ``requires`` are raw Requires-Dist strings (PEP 508), parsed by the graph.
+    """
+
+    name: str
+    display_name: str
+    version: str
+    metadata_dir: str
+    site: str
+    files: tuple[str, ...]
+    top_level: tuple[str, ...]
+    requires: tuple[str, ...]
+    extras: tuple[str, ...]
+    entry_points: tuple[EntryPoint, ...]
+    requested: bool
+    editable: bool
+    installer: str = ""
+    has_record: bool = True
+
+    @property
+    def console_scripts(self) -> tuple[str, ...]:
+        return tuple(
+            ep.name for ep in self.entry_points if ep.group in ("console_scripts", "gui_scripts")
+        )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file or symlink found on disk. ``size`` is the apparent size (a link's own size)."""
+
+    path: str
+    size: int
+    is_link: bool = False
+    owner: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What scan found: the environment, its distributions, every file and its owner.
+
+    ``files`` is sorted by path. ``dirs`` lists every real directory (not links) under the
+    walked areas, sorted. ``imports`` maps a module file (relative path) to the absolute
+    module names it imports, for the files scan chose to read (see scan.read_imports).
+    """
+
+    env: Environment
+    distributions: tuple[Distribution, ...]
+    files: tuple[FileEntry, ...]
+    dirs: tuple[str, ...]
+    diagnostics: tuple[Diagnostic, ...] = ()
+    imports: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def distribution(self, name: str) -> Optional[Distribution]:
+        for d in self.distributions:
+            if d.name == name:
+                return d
+        return None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One removal: a file, a symlink or a whole directory (``kind``: file|link|dir).
+
+    ``rule`` is the rule id that decided it, ``pattern`` the pattern that matched (or the
+    distribution decision), ``profile`` the profile that defined the rule, ``distribution``
+    the canonical name of the owner ("" when unowned), ``files`` how many files go.
+    """
+
+    path: str
+    kind: str
+    bytes: int
+    files: int
+    rule: str
+    pattern: str
+    profile: str
+    distribution: str
+    reason: str
+    trace: bool = False
+
+
+@dataclass(frozen=True)
+class Keep:
+    """A file a removal rule matched but something saved, and why (for reports and --explain)."""
+
+    path: str
+    bytes: int
+    rule: str
+    saved_by: str
+    reason: str
+    distribution: str = ""
+
+
+@dataclass(frozen=True)
+class DistDecision:
+    """Whether a whole distribution stays or goes, with the chain of reasons."""
+
+    name: str
+    version: str
+    remove: bool
+    bytes: int
+    reason: str
+    chain: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A pure description of a prune: what goes, what was saved, and why.
+
+    ``actions`` are sorted by path and never overlap (no action lies inside another).
+    ``records`` maps each touched distribution's RECORD path to the RECORD entries (relative
+    to that distribution's site-packages, as in the file) that remain after the actions.
+    ``scripts`` are console scripts of removed distributions (also included in actions).
+    """
+
+    inventory: Inventory
+    profile: str
+    actions: tuple[Action, ...]
+    kept: tuple[Keep, ...] = ()
+    distributions: tuple[DistDecision, ...] = ()
+    records: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    options: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def bytes_removed(self) -> int:
+        return sum(a.bytes for a in self.actions)
+
+    @property
+    def files_removed(self) -> int:
+        return sum(a.files for a in self.actions)

@@ -1,0 +1,138 @@
+"""Shared fixtures: real virtual environments built once per session, copied per test.
+
+Real venvs made with ``python -m venv`` and real wheels from the package index are the ground
+truth for venv-prune. Building one costs seconds, so each distinct set of requirements is
+installed once per session (pip's download cache is reused across runs) and every test that
+mutates an environment works on its own ``cp -a`` copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--runslow", action="store_true", default=False,
+        help="also run tests that build large real environments (scientific stack, torch)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: needs --runslow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow") or os.environ.get("VENV_PRUNE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="large real environment: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def copy_env(src: Path, dst: Path) -> Path:
+    """Copy an environment exactly (symlinks as links, modes, times) with ``cp -a``."""
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    return dst
+
+
+def run_python(env: Path, code: str, *, check: bool = False, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with the environment's own interpreter, capturing text output."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [str(env / "bin" / "python"), "-c", code],
+        capture_output=True, text=True, check=check, timeout=600, **kw,
+    )
+
+
+class VenvFactory:
+    """Builds pristine venvs keyed by (python, requirements), once per session."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._built: dict[str, Path] = {}
+
+    def pristine(self, requirements: Iterable[str], *, python: Optional[str] = None,
+                 target: bool = False) -> Path:
+        reqs = sorted(requirements)
+        interpreter = python or sys.executable
+        key = hashlib.sha256(repr((interpreter, reqs, target)).encode()).hexdigest()[:12]
+        if key in self._built:
+            return self._built[key]
+        path = self.base / f"{'target' if target else 'venv'}-{key}"
+        if target:
+            path.mkdir(parents=True)
+            if reqs:
+                subprocess.run(
+                    [interpreter, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                     "--target", str(path), *reqs],
+                    check=True,
+                )
+        else:
+            subprocess.run([interpreter, "-m", "venv", str(path)], check=True)
+            if reqs:
+                subprocess.run(
+                    [str(path / "bin" / "python"), "-m", "pip", "install", "-q",
+                     "--disable-pip-version-check", *reqs],
+                    check=True,
+                )
+        self._built[key] = path
+        return path
+
+    def fresh(self, requirements: Iterable[str], dest: Path, **kw: object) -> Path:
+        """A private copy of the pristine environment at ``dest`` (must not exist)."""
+        return copy_env(self.pristine(requirements, **kw), dest)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def venvs(tmp_path_factory: pytest.TempPathFactory) -> VenvFactory:
+    return VenvFactory(tmp_path_factory.mktemp("venvs"))
+
+
+@pytest.fixture
+def fresh_venv(venvs: VenvFactory, tmp_path: Path) -> Callable[..., Path]:
+    """``fresh_venv(["requests"])`` -> a private copy of a real venv with those packages."""
+    counter = [0]
+
+    def make(requirements: Iterable[str] = (), **kw: object) -> Path:
+        counter[0] += 1
+        return venvs.fresh(requirements, tmp_path / f"env{counter[0]}", **kw)
+
+    return make
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, int, str]]:
+    """Everything about a tree that a prune could change: kind, mode, content or link target."""
+    out: dict[str, tuple[str, int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                out[rel] = ("link", st.st_mode, os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("dir", st.st_mode, "")
+            else:
+                with open(p, "rb") as fh:
+                    out[rel] = ("file", st.st_mode, hashlib.sha256(fh.read()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+def which(name: str) -> Optional[str]:
+    return shutil.which(name)
