@@ -1,0 +1,388 @@
+"""The command line: ``venv-prune PATH [options]`` plus subcommands.
+
+The CLI is the only layer that prints or exits. Every :class:`~prune.errors.PruneError`
+and every click usage error becomes one line on stderr and its exit code:
+0 done; 1 verification failed and rolled back, or ``--max-size`` exceeded;
+2 bad input (nothing changed); 3 an interrupted run awaits ``venv-prune recover PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from . import __version__
+from .errors import PruneError, UsageError
+from .plan import PlanOptions
+from .report import FORMATS, Extras, render
+
+__all__ = ["main", "cli"]
+
+_SUBCOMMANDS_EPILOG = """\b
+Exit codes:
+  0  done
+  1  verification failed and every change was rolled back, or --max-size exceeded
+  2  bad input (nothing changed)
+  3  an interrupted run awaits 'venv-prune recover PATH'
+"""
+
+
+class _Main(click.Group):
+    """A group whose default command takes a PATH: ``venv-prune /opt/venv --profile X``.
+
+    The first argument selects a subcommand only if it is one of their names and not an
+    existing path; anything else is handed to the hidden ``prune`` command. A directory that
+    happens to be called like a subcommand can be given as ``./trace``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-"):
+            first = args[0]
+            if first not in self.commands or os.path.isdir(first) and first not in ("profiles",):
+                args = ["prune", *args]
+        elif args and args[0] not in ("--help", "-h", "--version"):
+            args = ["prune", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("venv-prune", "PATH [OPTIONS]  |  venv-prune COMMAND [ARGS]...")
+
+
+@click.group(
+    cls=_Main,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_SUBCOMMANDS_EPILOG,
+)
+@click.version_option(__version__, "--version", prog_name="venv-prune")
+def cli() -> None:
+    """Make a Python environment small without breaking it.
+
+    \b
+    venv-prune PATH [OPTIONS]   prune the environment at PATH (see 'venv-prune prune --help')
+    \b
+    Examples:
+      venv-prune /opt/venv --profile aggressive
+      venv-prune /opt/venv --profile aggressive --dry-run --format json
+      venv-prune profiles standard
+      venv-prune recover /opt/venv
+    """
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+
+    def emit(message: str) -> None:
+        click.echo(f"venv-prune: {message}", err=True)
+
+    return emit
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``500MB`` (10^6), ``1.5GiB`` (2^30), ``2048`` (bytes)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"--max-size {text!r}: not a size; write e.g. 500MB or 1.5GiB")
+    number = float(m.group(1))
+    unit = (m.group(2) or "B").upper()
+    powers = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+    prefix = unit.rstrip("B").rstrip("I")
+    base = 1024 if "I" in unit else 1000
+    return int(number * base ** powers[prefix])
+
+
+@cli.command(
+    "prune",
+    epilog=_SUBCOMMANDS_EPILOG + """
+\b
+Examples:
+  venv-prune /opt/venv                          # standard profile, verified
+  venv-prune /opt/venv --profile aggressive --dry-run --format json
+  venv-prune /opt/venv --root myapp --check "python -m myapp --selftest"
+  venv-prune /wheelhouse --python /usr/local/bin/python3   # a pip --target dir
+  venv-prune /opt/venv --keep 'mypkg/templates/' --remove '*.md'
+  venv-prune /opt/venv --explain lib/python3.12/site-packages/numpy/_core/tests
+""",
+)
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--profile", "-p", default="standard", show_default=True, metavar="NAME|FILE",
+              help="safe, standard, aggressive, minimal, a .toml profile, or a pyproject.toml")
+@click.option("--config", metavar="PYPROJECT", help="Read the profile from [tool.venv-prune] in this pyproject.toml.")
+@click.option("--dry-run", "-n", is_flag=True, help="Report what would go; change nothing.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--report", "report_file", metavar="FILE", help="Also write the report to FILE.")
+@click.option("--keep", multiple=True, metavar="PATTERN", help="Never remove what matches (gitwildmatch). Repeatable.")
+@click.option("--remove", multiple=True, metavar="PATTERN", help="Also remove what matches. Repeatable.")
+@click.option("--keep-module", multiple=True, metavar="NAME", help="Keep a module (a package: all of it).")
+@click.option("--keep-from", multiple=True, metavar="TRACE", help="Keep everything a trace reached. Repeatable.")
+@click.option("--root", "roots", multiple=True, metavar="DIST", help="The application's distribution(s); what they do not need may go.")
+@click.option("--requirements", metavar="FILE", help="Roots from a requirements file or pyproject.toml.")
+@click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional dependency group of --requirements pyproject.")
+@click.option("--keep-dist", multiple=True, metavar="DIST", help="Never remove this distribution.")
+@click.option("--remove-dist", multiple=True, metavar="DIST", help="Remove this distribution.")
+@click.option("--force", is_flag=True, help="Allow --remove-dist of a distribution something requires.")
+@click.option("--no-verify", is_flag=True, help="Skip the import check before/after (not recommended).")
+@click.option("--check", "checks", multiple=True, metavar="CMD", help="Smoke command run before and after; must keep passing.")
+@click.option("--python", metavar="EXE", help="Interpreter for verification (prefix or --target dirs).")
+@click.option("--strip/--no-strip", default=None, help="Strip debug symbols from ELF files (default: profile).")
+@click.option("--bytecode", type=click.Choice(["drop", "keep", "compile"]), default=None, help="What to do with bytecode (default: profile's, drop).")
+@click.option("--optimize", type=click.IntRange(0, 2), default=0, help="Optimisation level for --bytecode compile.")
+@click.option("--output", "-o", metavar="DIR", help="Prune a copy at DIR; leave PATH untouched.")
+@click.option("--relocate", metavar="PREFIX", help="With --output: rewrite scripts and pyvenv.cfg for this final path.")
+@click.option("--explain", "explain_paths", multiple=True, metavar="PATH", help="Say why PATH goes or stays; change nothing.")
+@click.option("--max-size", metavar="SIZE", help="Exit 1 after the report if the result is larger (500MB, 1.5GiB).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel verification workers.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; only errors and the report.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every action and diagnostic.")
+def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool, fmt: str,
+                  report_file: Optional[str], keep: Sequence[str], remove: Sequence[str],
+                  keep_module: Sequence[str], keep_from: Sequence[str], roots: Sequence[str],
+                  requirements: Optional[str], extras: Sequence[str], keep_dist: Sequence[str],
+                  remove_dist: Sequence[str], force: bool, no_verify: bool, checks: Sequence[str],
+                  python: Optional[str], strip: Optional[bool], bytecode: Optional[str], optimize: int,
+                  output: Optional[str], relocate: Optional[str], explain_paths: Sequence[str],
+                  max_size: Optional[str], jobs: int, quiet: bool, verbose: bool) -> None:
+    """Prune the environment at PATH: a venv root, a Python prefix, or a site-packages dir.
+
+    Patterns are gitwildmatch, matched against paths relative to site-packages (or to the
+    environment root for bin/, include/, share/).
+    """
+    from .pipeline import PruneRequest, run
+
+    if config and profile != "standard":
+        raise UsageError("--config and --profile both name a profile; pass only one")
+    limit = parse_size(max_size) if max_size else None
+    if relocate and not output:
+        raise UsageError("--relocate needs --output DIR (it rewrites the copy for its final path)")
+    root_names: list[str] = list(roots)
+    if requirements:
+        from .graph import roots_from_requirements
+
+        root_names += list(roots_from_requirements(Path(requirements), list(extras)))
+    elif extras:
+        raise UsageError("--extra needs --requirements pyproject.toml")
+    options = PlanOptions(
+        keep=tuple(keep), remove=tuple(remove), keep_modules=tuple(keep_module),
+        roots=tuple(root_names) if root_names else None, keep_dists=tuple(keep_dist),
+        remove_dists=tuple(remove_dist), force=force, bytecode=bytecode,
+    )
+    progress = _progress(quiet)
+    target = path
+    if output and not (dry_run or explain_paths):
+        target = _copy_for_output(path, output, progress)
+    request = PruneRequest(
+        path=target, profile=config or profile, options=options,
+        dry_run=dry_run or bool(explain_paths), verify=not no_verify, checks=tuple(checks),
+        python=python, strip=strip, traces=tuple(keep_from), jobs=jobs,
+    )
+    from .errors import VerificationFailed
+
+    try:
+        outcome = run(request, progress=progress)
+    except VerificationFailed as exc:
+        outcome = getattr(exc, "outcome", None)
+        if outcome is not None:
+            _emit(render(outcome.plan, fmt, outcome.extras, verbose=verbose), report_file)
+        raise
+    if explain_paths:
+        from .plan import explain
+
+        for p in explain_paths:
+            click.echo(explain(outcome.plan, p))
+        return
+    extras_ = outcome.extras
+    if limit is not None:
+        extras_ = Extras(**{**extras_.__dict__, "max_size": limit})
+    if bytecode == "compile" and not dry_run and outcome.result is not None:
+        extras_ = _compile_bytecode(outcome, extras_, optimize, progress)
+    if relocate and output:
+        _relocate(Path(output), relocate)
+    for w in outcome.warnings:
+        if not quiet:
+            click.echo(f"venv-prune: warning: {w}", err=True)
+    _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
+    if limit is not None and outcome.plan.inventory.bytes_total - outcome.plan.bytes_removed > limit:
+        click.echo(f"venv-prune: size gate: result exceeds --max-size {max_size}", err=True)
+        sys.exit(1)
+
+
+def _emit(text: str, report_file: Optional[str]) -> None:
+    click.echo(text, nl=False)
+    if report_file:
+        try:
+            Path(report_file).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--report {report_file}: cannot write ({exc.strerror})") from exc
+
+
+def _copy_for_output(src: str, dst: str, progress: Any) -> str:
+    from .env import locate
+
+    env = locate(src)
+    out = Path(dst)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--output {dst}: exists and is not empty; pass a new directory")
+    if out.resolve() == env.root or str(out.resolve()).startswith(str(env.root) + os.sep):
+        raise UsageError(f"--output {dst}: inside the source environment; pass a path outside it")
+    if progress:
+        progress(f"copying {env.root} to {out}")
+    if out.exists():
+        out.rmdir()
+    shutil.copytree(env.root, out, symlinks=True)
+    return str(out)
+
+
+def _relocate(out: Path, final: str) -> None:
+    """Rewrite the copy's absolute paths (shebangs, activate scripts, pyvenv.cfg) so that it
+    works once copied to ``final``."""
+    from .env import locate
+
+    env = locate(out)
+    old = str(env.root)
+    candidates = [out / "pyvenv.cfg"] + sorted((out / "bin").glob("*")) if (out / "bin").is_dir() else []
+    for p in candidates:
+        if p.is_symlink() or not p.is_file():
+            continue
+        try:
+            data = p.read_bytes()
+        except OSError:
+            continue
+        if b"\0" in data[:1024]:
+            continue
+        if old.encode() in data:
+            p.write_bytes(data.replace(old.encode(), final.encode()))
+
+
+def _compile_bytecode(outcome: Any, extras_: Extras, optimize: int, progress: Any) -> Extras:
+    from .bytecode import compile_environment
+
+    env = outcome.plan.inventory.env
+    if env.python is None:
+        return Extras(**{**extras_.__dict__, "warnings": extras_.warnings + (
+            "--bytecode compile needs an interpreter (--python EXE); nothing compiled",)})
+    if progress:
+        progress("compiling bytecode (unchecked-hash)")
+    summary = compile_environment(env, optimize=optimize)
+    return Extras(**{**extras_.__dict__, "bytecode": summary})
+
+
+@cli.command("profiles")
+@click.argument("name", required=False)
+def profiles_command(name: Optional[str]) -> None:
+    """List the built-in profiles, or print the resolved rules of NAME (or a .toml file).
+
+    \b
+    Examples:
+      venv-prune profiles
+      venv-prune profiles aggressive
+      venv-prune profiles ./my-profile.toml
+    """
+    from .profiles import list_profiles, load_knowledge, load_profile
+
+    if not name:
+        for pname, desc in list_profiles():
+            click.echo(f"{pname:<11} {desc}")
+        return
+    prof = load_profile(name)
+    click.echo(f"profile {prof.name}  ({' -> '.join(prof.chain)}; {prof.source})")
+    click.echo(f"  {prof.description}")
+    settings = {
+        "remove_distributions": ", ".join(prof.remove_distributions) or "-",
+        "remove_dev_tools": prof.remove_dev_tools, "strip": prof.strip, "bytecode": prof.bytecode,
+        "optional_data (trace-gated)": prof.optional_data, "requires_trace": prof.requires_trace,
+    }
+    for k, v in settings.items():
+        click.echo(f"  {k}: {v}")
+    click.echo("rules (patterns relative to site-packages; root-scope ones to the environment root):")
+    for r in prof.rules:
+        flags = f" scope={r.scope}" if r.scope != "any" else ""
+        flags += " import-check" if r.import_check else ""
+        click.echo(f"  [{r.action}] {r.id} (from {r.profile}){flags}")
+        click.echo(f"      {' '.join(r.patterns)}")
+        click.echo(f"      {r.reason}")
+    kb = load_knowledge()
+    click.echo("always protected (knowledge base):")
+    for p in kb.protect:
+        when = f" when {', '.join(p.when)} installed" if p.when else ""
+        click.echo(f"  {p.id}: {' '.join(p.patterns)}{when}")
+
+
+@cli.command("recover")
+@click.argument("path", type=click.Path(path_type=str))
+def recover_command(path: str) -> None:
+    """Finish or undo a run that was interrupted (crash, SIGKILL, power loss).
+
+    \b
+    Examples:
+      venv-prune recover /opt/venv
+    """
+    from .apply import recover
+    from .env import locate
+
+    res = recover(locate(path))
+    click.echo(f"venv-prune: {res.message}", err=True)
+
+
+def _register_optional_commands() -> None:
+    """Subcommands that live in their own modules."""
+    import importlib
+
+    for module, attr in (("cli_trace", "trace_command"), ("cli_graph", "graph_command"),
+                         ("cli_pack", "pack_command"), ("cli_libs", "libs_command")):
+        try:
+            mod = importlib.import_module(f"prune.{module}")
+        except ImportError:
+            continue
+        cmd = getattr(mod, attr, None)
+        if isinstance(cmd, click.Command):
+            cli.add_command(cmd)
+
+
+_register_optional_commands()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point. Returns (and exits with) the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        click.echo("venv-prune: error: missing PATH; e.g. 'venv-prune /opt/venv --profile aggressive' "
+                   "(see 'venv-prune --help')", err=True)
+        if argv is None:
+            sys.exit(2)
+        return 2
+    try:
+        cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
+    except PruneError as exc:
+        click.echo(f"venv-prune: error: {exc}", err=True)
+        code = exc.exit_code
+    except click.exceptions.UsageError as exc:
+        name = exc.ctx.info_name if exc.ctx else None
+        sub = f" {name}" if name and name not in ("venv-prune", "prune") else ""
+        hint = f" (see 'venv-prune{sub} --help')"
+        click.echo(f"venv-prune: error: {exc.format_message()}{hint}", err=True)
+        code = 2
+    except click.exceptions.Abort:
+        click.echo("venv-prune: interrupted", err=True)
+        code = 130
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        click.echo("venv-prune: interrupted", err=True)
+        code = 130
+    else:
+        code = 0
+    if argv is None:
+        sys.exit(code)
+    return code

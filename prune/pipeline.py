@@ -1,0 +1,248 @@
+"""The whole job in one call: locate, scan, plan, then render or apply with verification.
+
+This is what the command line runs and what build scripts call when they want the
+default behaviour; the individual steps stay available for finer control.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
+from .env import Environment, locate
+from .errors import UsageError, VerificationFailed
+from .model import Inventory, Plan
+from .plan import PlanOptions, build_plan
+from .profiles import Profile, load_profile
+from .report import Extras
+from .scan import scan
+
+__all__ = ["PruneRequest", "Outcome", "run", "ImportVerifier"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    """Everything a prune needs, as the command line or a build script states it."""
+
+    path: str
+    profile: str = "standard"
+    options: PlanOptions = PlanOptions()
+    dry_run: bool = False
+    verify: bool = True
+    checks: tuple[str, ...] = ()
+    python: Optional[str] = None
+    strip: Optional[bool] = None
+    traces: tuple[str, ...] = ()
+    jobs: int = 2
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished run: the plan, what applying it did (None for a dry run), report extras."""
+
+    plan: Plan
+    result: Optional[ApplyResult]
+    extras: Extras
+    warnings: tuple[str, ...] = field(default=())
+
+
+class ImportVerifier:
+    """Adapter between the transactional apply and :mod:`prune.verify`."""
+
+    def __init__(self, env: Environment, inventory: Inventory, checks: Sequence[str], *,
+                 jobs: int, timeout: float) -> None:
+        from . import verify
+
+        assert env.python is not None
+        self._verify = verify
+        self._env = env
+        self._python = env.python
+        self._modules = verify.importable_modules(inventory)
+        self._eps = verify.entry_point_targets(inventory)
+        # A --target / site-packages directory is not on the interpreter's path by itself.
+        self._paths = tuple(str(p) for p in env.site_paths()) if env.kind == "site-packages" else ()
+        self._checks = tuple(checks)
+        self._jobs = jobs
+        self._timeout = timeout
+        self.baseline: Any = None
+        self.seconds: float = 0.0
+        self.modules_ok = 0
+
+    def before(self) -> None:
+        self.baseline = self._verify.capture_baseline(
+            self._python, self._modules, self._eps, self._checks,
+            env_root=self._env.root, paths=self._paths, jobs=self._jobs, timeout=self._timeout,
+        )
+        self.modules_ok = len(getattr(self.baseline, "ok_modules", ()) or ())
+
+    def after(self) -> Sequence[Failure]:
+        res = self._verify.verify(self._python, self.baseline, env_root=self._env.root,
+                                  jobs=self._jobs, timeout=self._timeout)
+        return [Failure(f.kind, f.name, f.distribution, f.error) for f in res.failures]
+
+
+def _load_traces(paths: Sequence[str], env: Environment) -> tuple[PlanOptions, list[tuple[str, ...]]]:
+    from .trace import load_trace
+
+    reached: set[str] = set()
+    modules: set[str] = set()
+    commands: list[tuple[str, ...]] = []
+    for p in paths:
+        t = load_trace(Path(p))
+        reached |= set(t.reached_paths())
+        modules |= set(t.module_names())
+        for c in t.commands_run():
+            commands.append(tuple(c))
+    opts = PlanOptions(trace_paths=frozenset(reached), trace_modules=frozenset(modules), has_trace=True,
+                       trace_commands=tuple(commands))
+    return opts, commands
+
+
+def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcome:
+    """Prune (or dry-run) one environment.
+
+    :raises EnvironmentNotFound, UsageError, ProfileError: bad input; nothing changed.
+    :raises PendingJournal: an interrupted run awaits ``recover``.
+    :raises VerificationFailed: a break was found and rolled back (``.outcome`` has the report).
+    """
+    env = locate(request.path, python=request.python)
+    profile = load_profile(request.profile)
+    ensure_no_pending(env)
+    warnings: list[str] = []
+    if _is_own_environment(env):
+        warnings.append(f"{env.root} is the environment venv-prune itself runs from; "
+                        "pruning it may remove the tool's own dependencies")
+    options = request.options
+    trace_commands: list[tuple[str, ...]] = []
+    if request.traces:
+        topts, trace_commands = _load_traces(request.traces, env)
+        options = replace(options, trace_paths=topts.trace_paths, trace_modules=topts.trace_modules,
+                          has_trace=True, trace_commands=topts.trace_commands)
+    inventory = scan(env, progress=progress)
+    plan = build_plan(inventory, profile, options)
+    strip = profile.strip if request.strip is None else request.strip
+
+    if request.dry_run:
+        extras = Extras(dry_run=True, verification="not run (dry run)", warnings=tuple(warnings))
+        return Outcome(plan, None, extras, tuple(warnings))
+
+    verifier: Optional[ImportVerifier] = None
+    status = "passed"
+    if not request.verify:
+        status = "skipped (--no-verify)"
+    elif env.python is None:
+        status = ("skipped: no interpreter found for this environment; "
+                  "pass --python EXE to verify a --target or site-packages directory")
+        warnings.append(status)
+    else:
+        checks = list(request.checks)
+        if profile.trace_minimal:
+            checks += [" ".join(_shell_quote(a) for a in c) for c in trace_commands]
+        verifier = ImportVerifier(env, inventory, checks, jobs=request.jobs, timeout=request.timeout)
+
+    prepare = None
+    if strip:
+        prepare, strip_warning = _strip_preparer(env, plan, progress)
+        if strip_warning:
+            warnings.append(strip_warning)
+
+    try:
+        result = apply_plan(plan, verifier=verifier, prepare=prepare, progress=progress)
+    except VerificationFailed as exc:
+        res: ApplyResult = exc.result  # type: ignore[attr-defined]
+        extras = Extras(
+            dry_run=False, verification="failed (rolled back)",
+            failures=tuple({"kind": f.kind, "name": f.name, "distribution": f.distribution,
+                            "error": f.error, "rules": list(f.rules)} for f in res.failures),
+            timings=res.timings, warnings=tuple(warnings),
+        )
+        exc.outcome = Outcome(plan, res, extras, tuple(warnings))  # type: ignore[attr-defined]
+        raise
+    stripped = tuple(
+        {"path": r.path, "bytes_saved": r.bytes_saved, "detail": r.detail} for r in result.replacements
+    )
+    extras = Extras(dry_run=False, verification=status, timings=result.timings, stripped=stripped,
+                    warnings=tuple(warnings))
+    return Outcome(plan, result, extras, tuple(warnings))
+
+
+def _shell_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def _is_own_environment(env: Environment) -> bool:
+    try:
+        return Path(sys.prefix).resolve() == env.root
+    except OSError:
+        return False
+
+
+def _strip_preparer(
+    env: Environment, plan: Plan, progress: Optional[Progress]
+) -> tuple[Optional[Callable[[Path], Sequence[Replacement]]], str]:
+    """Build the callback that strips copies of ELF files that stay, checking each copy."""
+    try:
+        from . import strip as stripmod
+    except ImportError:  # pragma: no cover - module ships with the package
+        return None, "stripping unavailable"
+    if not stripmod.strip_available():
+        return None, "no 'strip' program on this machine (install binutils); debug symbols were not stripped"
+    removed = sorted(a.path for a in plan.actions)
+    import bisect
+
+    def is_removed(p: str) -> bool:
+        i = bisect.bisect_right(removed, p) - 1
+        return i >= 0 and (p == removed[i] or p.startswith(removed[i] + "/"))
+
+    paths = [f.path for f in plan.inventory.files if not f.is_link and not is_removed(f.path)]
+
+    def prepare(scratch: Path) -> list[Replacement]:
+        candidates = stripmod.find_strip_candidates(env.root, paths)
+        todo = [c for c in candidates if not getattr(c, "skip_reason", None)]
+        if progress:
+            progress(f"stripping {len(todo)} ELF files (copies, each re-checked)")
+        out: list[Replacement] = []
+        for i, cand in enumerate(todo):
+            src = env.root / cand.path
+            dst = scratch / f"strip{i:06d}"
+            try:
+                saved = stripmod.strip_copy(src, dst)
+            except Exception:  # noqa: BLE001 - a file strip cannot handle simply stays as it is
+                continue
+            if saved <= 0:
+                os.unlink(dst)
+                continue
+            module = stripmod.elf_module_name(_site_sub(cand.path, env))
+            err = stripmod.check_loads(env.python, dst, module)
+            if err is not None:
+                os.unlink(dst)
+                continue
+            out.append(Replacement(cand.path, dst, saved, "strip --strip-unneeded"))
+        return out
+
+    return prepare, ""
+
+
+def _site_sub(path: str, env: Environment) -> str:
+    for site in env.site_packages:
+        if not site:
+            return path
+        if path.startswith(site + "/"):
+            return path[len(site) + 1:]
+    return path
+
+
+def check_request(request: PruneRequest) -> None:
+    """Validate option combinations early (one clear line each)."""
+    if request.jobs < 1:
+        raise UsageError("--jobs must be at least 1")

@@ -1,0 +1,745 @@
+"""Decide what goes: a pure function of (inventory, profile, options, sources).
+
+Every decision carries its reason (rule id, pattern, profile, owning distribution). Keep
+always beats remove: protections (metadata, .pth, sourceless bytecode, .mo catalogs, the
+knowledge base), keep rules, traces and the import check are applied before any removal
+rule can take a file. The only input read from disk is source code, through the
+``SourceReader`` passed in (tests pass an in-memory one), so dry-run and real run share this
+plan exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from packaging.utils import canonicalize_name
+
+from .errors import UsageError
+from .model import Action, Diagnostic, DistDecision, FileEntry, Inventory, Keep, Plan
+from .profiles import Knowledge, Profile, Rule, load_knowledge, make_rule
+
+__all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain"]
+
+_VENV_SKELETON = re.compile(r"^(pyvenv\.cfg|lib64|bin/(python[\d.]*|pypy[\d.]*|activate.*|Activate\.ps1))$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SourceReader(Protocol):
+    """Where the planner gets source code from (the disk, or a fake in tests)."""
+
+    def imports(self, path: str) -> frozenset[str]:
+        """Absolute module names imported by the module at ``path`` (relative to the root)."""
+
+    def contains(self, path: str, needles: "tuple[bytes, ...]") -> bool:
+        """Whether the file mentions any of ``needles`` (a cheap pre-filter)."""
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What the user asked for beyond the profile. Distribution names are canonicalised.
+
+    ``keep``/``remove``: extra gitwildmatch patterns (anchoring as in profiles).
+    ``keep_modules``: dotted module names kept whole. ``roots``: explicit root distributions
+    (None: REQUESTED ones). ``keep_dists``/``remove_dists``: overrides; ``force`` allows
+    removing a distribution something requires. ``bytecode``: overrides the profile's.
+    ``trace_paths``/``trace_modules``: what traces reached (``--keep-from``).
+    ``trace_commands``: the commands the traces ran, re-run as checks by verification.
+    """
+
+    keep: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    keep_modules: tuple[str, ...] = ()
+    roots: Optional[tuple[str, ...]] = None
+    keep_dists: tuple[str, ...] = ()
+    remove_dists: tuple[str, ...] = ()
+    force: bool = False
+    bytecode: Optional[str] = None
+    trace_paths: frozenset[str] = frozenset()
+    trace_modules: frozenset[str] = frozenset()
+    has_trace: bool = False
+    trace_commands: tuple[tuple[str, ...], ...] = field(default=())
+
+
+class DiskSources:
+    """Reads sources from the environment on demand, caching the parsed imports."""
+
+    def __init__(self, root: "os.PathLike[str] | str", inventory: Optional[Inventory] = None) -> None:
+        self._root = os.fspath(root)
+        self._cache: dict[str, frozenset[str]] = {}
+        self._bytes: dict[str, bytes] = {}
+        self._sites = inventory.env.site_packages if inventory else ("",)
+
+    def _read(self, path: str) -> bytes:
+        data = self._bytes.get(path)
+        if data is None:
+            try:
+                with open(os.path.join(self._root, path), "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                data = b""
+            if len(self._bytes) < 4096:
+                self._bytes[path] = data
+        return data
+
+    def contains(self, path: str, needles: "tuple[bytes, ...]") -> bool:
+        data = self._read(path)
+        return any(n in data for n in needles)
+
+    def imports(self, path: str) -> frozenset[str]:
+        cached = self._cache.get(path)
+        if cached is not None:
+            return cached
+        from .imports import imported_modules, module_name_for
+
+        sub = _site_relative(path, self._sites)
+        named = module_name_for(sub[1]) if sub else None
+        if named is None:
+            result: frozenset[str] = frozenset()
+        else:
+            result = frozenset(imported_modules(self._read(path), named[0], named[1]))
+        self._bytes.pop(path, None)
+        self._cache[path] = result
+        return result
+
+
+def _site_relative(path: str, sites: Sequence[str]) -> Optional[tuple[str, str]]:
+    """(site, path relative to it) for a path inside a site-packages dir, else None."""
+    for site in sites:
+        if not site:
+            return "", path
+        if path.startswith(site + "/"):
+            return site, path[len(site) + 1:]
+    return None
+
+
+def _fast_regex(rule: Rule) -> "Optional[re.Pattern[str]]":
+    """One combined regex for a rule without negations (pathspec compiles each pattern).
+
+    pathspec gives every pattern a named group; names must be unique in one regex, so the
+    groups become non-capturing. Rules with negations use pathspec itself.
+    """
+    parts: list[str] = []
+    for pat in rule.spec.patterns:
+        regex = getattr(pat, "regex", None)
+        if pat.include is None:
+            continue
+        if not pat.include or regex is None:
+            return None
+        parts.append(re.sub(r"\(\?P<\w+>", "(?:", regex.pattern))
+    if not parts:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+class _Matcher:
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.fast = _fast_regex(rule)
+
+    def match(self, path: str) -> bool:
+        if self.fast is not None:
+            return self.fast.match(path) is not None
+        return bool(self.rule.spec.match_file(path))
+
+    def pattern_for(self, path: str) -> str:
+        result = self.rule.spec.check_file(path)
+        if result.index is not None:
+            return self.rule.patterns[result.index]
+        for p in self.rule.patterns:
+            if make_rule("x", "remove", [p], "").spec.match_file(path):
+                return p
+        return self.rule.patterns[0]
+
+
+@dataclass
+class _FileState:
+    entry: FileEntry
+    site: Optional[str]
+    sub: str
+    owner: str
+    remove_rule: Optional[_Matcher] = None
+    remove_key: Optional[tuple[str, str, str, str, bool]] = None
+    saved_by: str = ""
+    saved_reason: str = ""
+
+
+def _pth_protected(inv: Inventory, sources_root: str) -> set[str]:
+    """Paths named by ``*.pth`` files (relative to their site), plus the .pth files.
+
+    A .pth line that is not an ``import`` statement is a directory added to sys.path
+    (site module semantics); editable installs use this to point at their source tree.
+    """
+    protected: set[str] = set()
+    for fe in inv.files:
+        if not fe.path.endswith(".pth"):
+            continue
+        found = _site_relative(fe.path, inv.env.site_packages)
+        if found is None or "/" in found[1]:
+            continue
+        protected.add(fe.path)
+        site = found[0]
+        try:
+            with open(os.path.join(sources_root, fe.path), encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith(("#", "import ", "import\t")):
+                continue
+            target = posixpath.normpath(posixpath.join(site, line)) if not line.startswith("/") else None
+            if target and not target.startswith(".."):
+                protected.add(target)
+    return protected
+
+
+def _top_level_owner(inv: Inventory) -> dict[tuple[str, str], str]:
+    """(site, top-level name) -> owning distribution, to attribute files RECORD omits."""
+    owner: dict[tuple[str, str], str] = {}
+    for fe in inv.files:
+        if fe.owner is None:
+            continue
+        found = _site_relative(fe.path, inv.env.site_packages)
+        if found is None or "/" not in found[1]:
+            continue
+        top = found[1].split("/", 1)[0]
+        if top.endswith((".dist-info", ".egg-info")):
+            continue
+        owner.setdefault((found[0], top), fe.owner)
+    return owner
+
+
+def _decide_distributions(
+    inv: Inventory, profile: Profile, options: PlanOptions, knowledge: Knowledge,
+    sources: SourceReader, sizes: Mapping[str, int],
+) -> tuple[DistDecision, ...]:
+    """Ask the graph which distributions go (pip/setuptools/wheel, dev tools, unreachable)."""
+    explicit = bool(options.roots) or bool(options.remove_dists)
+    if not profile.remove_distributions and not profile.remove_dev_tools and not explicit:
+        return ()
+    from .graph import decide_distributions
+
+    imports = _distribution_imports(inv, sources, profile, options, knowledge)
+    decision = decide_distributions(
+        inv.distributions,
+        marker_env=inv.env.marker_environment(),
+        roots=list(options.roots) if options.roots else None,
+        removable=list(profile.remove_distributions),
+        dev_tools=list(knowledge.dev_tools) if profile.remove_dev_tools else None,
+        keep=list(options.keep_dists),
+        remove=list(options.remove_dists),
+        force=options.force,
+        imports=imports,
+        sizes=sizes,
+    )
+    return tuple(decision.decisions)
+
+
+def _distribution_imports(
+    inv: Inventory, sources: SourceReader, profile: Profile, options: PlanOptions,
+    knowledge: Knowledge,
+) -> dict[str, list[tuple[str, str]]]:
+    """distribution -> [(imported top-level module, file)] for imports of *other*
+    distributions' top-level modules that might be removed.
+
+    Only modules of possibly-removed distributions matter, so each source file is first
+    checked for those names as bytes (cheap) and parsed only on a hit. Test directories
+    are skipped: code that only tests imports does not keep a distribution.
+    """
+    candidates: dict[str, str] = {}
+    maybe = set(canonicalize_name(n) for n in profile.remove_distributions)
+    maybe |= {canonicalize_name(n) for n in options.remove_dists}
+    if profile.remove_dev_tools or options.roots:
+        maybe |= {d.name for d in inv.distributions}
+    for dist in inv.distributions:
+        if dist.name not in maybe:
+            continue
+        for top in _dist_top_levels(dist, inv.env.site_packages):
+            candidates.setdefault(top, dist.name)
+    if "setuptools" in maybe:
+        candidates.setdefault("pkg_resources", "setuptools")
+    if not candidates:
+        return {}
+    needles = tuple(sorted({t.encode() for t in candidates}))
+    result: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for fe in inv.files:
+        if not fe.path.endswith(".py") or fe.owner is None or fe.is_link:
+            continue
+        if "/tests/" in fe.path or "/test/" in fe.path:
+            continue
+        if fe.path.endswith("-nspkg.pth"):
+            continue
+        if not sources.contains(fe.path, needles):
+            continue
+        for mod in sources.imports(fe.path):
+            top = mod.split(".", 1)[0]
+            owner = candidates.get(top)
+            if owner is not None and owner != fe.owner:
+                result[fe.owner].append((top, fe.path))
+    for fe in inv.files:
+        if fe.path.endswith("-nspkg.pth") and fe.owner:
+            result[fe.owner].append(("pkg_resources", fe.path))
+    return {k: sorted(set(v)) for k, v in result.items()}
+
+
+def _dist_top_levels(dist: "object", sites: Sequence[str]) -> set[str]:
+    from .model import Distribution
+
+    assert isinstance(dist, Distribution)
+    tops = set(dist.top_level)
+    for f in dist.files:
+        found = _site_relative(f, sites)
+        if found is None:
+            continue
+        first = found[1].split("/", 1)[0]
+        if first.endswith((".dist-info", ".egg-info", ".pth")) or first == "__pycache__":
+            continue
+        name = first[:-3] if first.endswith(".py") else first.split(".", 1)[0]
+        if _IDENT.match(name):
+            tops.add(name)
+    return tops
+
+
+def _module_of(dir_sub: str) -> Optional[str]:
+    parts = dir_sub.strip("/").split("/")
+    if not all(_IDENT.match(p) for p in parts):
+        return None
+    return ".".join(parts)
+
+
+def build_plan(
+    inventory: Inventory,
+    profile: Profile,
+    options: PlanOptions = PlanOptions(),
+    *,
+    sources: Optional[SourceReader] = None,
+    knowledge: Optional[Knowledge] = None,
+) -> Plan:
+    """Plan a prune. Deterministic: the same inputs give the same plan.
+
+    :param inventory: from :func:`prune.scan.scan`.
+    :param profile: from :func:`prune.profiles.load_profile`.
+    :param options: command-line additions (patterns, roots, overrides, traces).
+    :param sources: how to read source code for the import checks (default: the disk).
+    :param knowledge: the knowledge base (default: the built-in one).
+    :raises UsageError: the profile needs a trace and none was given; an unknown distribution
+        name was passed; a required distribution was named for removal without ``force``.
+    """
+    if profile.requires_trace and not options.has_trace:
+        raise UsageError(
+            f"profile {profile.name!r} removes everything no trace reached, so it needs a trace; "
+            "record one with 'venv-prune trace PATH -o trace.json -- CMD' and pass --keep-from trace.json"
+        )
+    knowledge = knowledge or load_knowledge()
+    env = inventory.env
+    sources = sources or DiskSources(env.root, inventory)
+    diagnostics: list[Diagnostic] = list(inventory.diagnostics)
+    bytecode = options.bytecode or profile.bytecode
+
+    extra_rules: list[Rule] = []
+    for i, pat in enumerate(options.keep):
+        extra_rules.append(make_rule(f"cli-keep-{i + 1}", "keep", [pat], "--keep on the command line",
+                                     profile="command line"))
+    for i, pat in enumerate(options.remove):
+        extra_rules.append(make_rule(f"cli-remove-{i + 1}", "remove", [pat], "--remove on the command line",
+                                     profile="command line"))
+    rules = [r for r in profile.rules if not (r.id == "bytecode" and bytecode == "keep")]
+    rules += extra_rules
+    remove_matchers = [_Matcher(r) for r in rules if r.action == "remove"]
+    keep_matchers = [_Matcher(r) for r in rules if r.action == "keep"]
+    installed = {d.name for d in inventory.distributions}
+    protections = [p for p in knowledge.protect
+                   if not p.when or any(canonicalize_name(w) in installed for w in p.when)]
+
+    # Distribution decisions first: a removed distribution takes all its files.
+    sizes: dict[str, int] = defaultdict(int)
+    for fe in inventory.files:
+        if fe.owner:
+            sizes[fe.owner] += fe.size
+    dist_decisions = _decide_distributions(inventory, profile, options, knowledge, sources, sizes)
+    removed_dists = {d.name: d for d in dist_decisions if d.remove}
+
+    pth_protected = _pth_protected(inventory, os.fspath(env.root))
+    top_owner = _top_level_owner(inventory)
+    existing = {fe.path for fe in inventory.files}
+    meta_dirs = {d.metadata_dir for d in inventory.distributions}
+
+    keep_module_prefixes = tuple(m.replace(".", "/") for m in options.keep_modules)
+    trace_kept = _trace_keep_set(options, inventory) if options.has_trace else frozenset()
+
+    states: list[_FileState] = []
+    for fe in inventory.files:
+        found = _site_relative(fe.path, env.site_packages)
+        site, sub = (found if found else (None, fe.path))
+        owner = fe.owner or ""
+        if not owner and site is not None and "/" in sub:
+            owner = top_owner.get((site, sub.split("/", 1)[0]), "")
+        st = _FileState(fe, site, sub, owner)
+        states.append(st)
+
+        if owner in removed_dists:
+            st.remove_key = ("distribution", owner, "profile" if owner in profile.remove_distributions
+                             else "graph", owner, False)
+            continue
+
+        # Which removal rule claims the file (last match wins, like .gitignore)?
+        for m in remove_matchers:
+            scope = m.rule.scope
+            if scope == "site" and site is None:
+                continue
+            if scope == "root" and site is not None:
+                continue
+            if m.match(sub):
+                st.remove_rule = m
+
+        gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
+        if st.remove_rule is None and not (gated and site is not None):
+            continue
+        # Protections, in order of precedence; the first that applies is reported.
+        reason = _protection(st, env.kind, meta_dirs, pth_protected, existing, protections,
+                             keep_matchers, keep_module_prefixes, trace_kept)
+        if reason:
+            st.saved_by, st.saved_reason = reason
+            continue
+        if st.remove_rule is None and options.has_trace and site is not None:
+            _trace_gated(st, profile, options, knowledge, trace_kept)
+            continue
+        if st.remove_rule is not None:
+            st.remove_key = (st.remove_rule.rule.id, "", st.remove_rule.rule.profile, owner, False)
+
+    _import_check(states, sources, diagnostics)
+
+    actions = _collapse(states, inventory, removed_dists, env.site_packages)
+    kept = tuple(
+        Keep(st.entry.path, st.entry.size, st.remove_rule.rule.id, st.saved_by, st.saved_reason, st.owner)
+        for st in states if st.saved_by and st.remove_rule is not None
+    )
+    records = _records_after(inventory, actions, removed_dists)
+    opts = (
+        ("bytecode", bytecode),
+        ("strip", "yes" if profile.strip else "no"),
+        ("trace", "yes" if options.has_trace else "no"),
+    )
+    return Plan(
+        inventory=inventory,
+        profile=profile.name,
+        actions=actions,
+        kept=kept,
+        distributions=dist_decisions,
+        records=records,
+        diagnostics=tuple(diagnostics),
+        options=opts,
+    )
+
+
+def _protection(
+    st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: set[str],
+    protections: Sequence[object], keep_matchers: Sequence[_Matcher],
+    keep_module_prefixes: tuple[str, ...], trace_kept: frozenset[str],
+) -> Optional[tuple[str, str]]:
+    path, sub, site = st.entry.path, st.sub, st.site
+    if site is None and kind == "venv" and _VENV_SKELETON.match(path):
+        return "environment", "part of the virtual environment itself (interpreter, activation, pyvenv.cfg)"
+    if site is not None:
+        first = sub.split("/", 1)[0]
+        if first.endswith((".dist-info", ".egg-info")):
+            return "metadata", ("distribution metadata (METADATA, RECORD, entry_points.txt, top_level.txt) "
+                                "is read at run time by importlib.metadata; removed only with the distribution")
+    for p in pth_protected:
+        if path == p or path.startswith(p + "/"):
+            return "pth", "a .pth file, or a path a .pth file adds to sys.path (editable installs)"
+    name = path.rsplit("/", 1)[-1]
+    if name.endswith(".pyc") and "/__pycache__/" not in f"/{path}":
+        if path[:-1] not in existing:
+            return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
+    if name.endswith(".mo"):
+        return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
+    if site is not None:
+        from .profiles import Protection
+
+        for prot in protections:
+            assert isinstance(prot, Protection)
+            if prot.spec.match_file(sub):
+                return f"knowledge:{prot.id}", f"{prot.reason} ({prot.source})"
+    for m in keep_matchers:
+        if m.match(sub):
+            return f"keep:{m.rule.id}", m.rule.reason or "keep rule"
+    if site is not None:
+        for prefix in keep_module_prefixes:
+            if sub == prefix + ".py" or sub.startswith(prefix + "/") or sub.startswith(prefix + "."):
+                return "keep-module", f"--keep-module {prefix.replace('/', '.')}"
+    if path in trace_kept:
+        return "trace", "reached by a traced run (--keep-from)"
+    return None
+
+
+def _trace_keep_set(options: PlanOptions, inventory: Inventory) -> frozenset[str]:
+    """Every path a trace reached, plus each imported module's source and __init__ chain."""
+    kept = set(options.trace_paths)
+    sites = inventory.env.site_packages
+    existing = {fe.path for fe in inventory.files}
+    for path in list(kept):
+        found = _site_relative(path, sites)
+        if found is None:
+            continue
+        site, sub = found
+        # A reached module keeps its source and every package __init__ above it.
+        base = sub
+        if "/__pycache__/" in f"/{sub}":
+            head, _, tail = sub.rpartition("__pycache__/")
+            base = head + tail.split(".", 1)[0] + ".py"
+        parts = base.split("/")
+        for i in range(1, len(parts)):
+            init = "/".join(parts[:i]) + "/__init__.py"
+            kept.add(f"{site}/{init}" if site else init)
+        if base.endswith((".py", ".pyc")):
+            src = base[:-1] if base.endswith(".pyc") else base
+            kept.add(f"{site}/{src}" if site else src)
+    for mod in options.trace_modules:
+        rel = mod.replace(".", "/")
+        for site in sites:
+            for cand in (f"{rel}.py", f"{rel}/__init__.py"):
+                full = f"{site}/{cand}" if site else cand
+                if full in existing:
+                    kept.add(full)
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                init = "/".join(parts[:i]) + "/__init__.py"
+                kept.add(f"{site}/{init}" if site else init)
+    return frozenset(kept)
+
+
+def _trace_gated(
+    st: _FileState, profile: Profile, options: PlanOptions, knowledge: Knowledge,
+    trace_kept: frozenset[str],
+) -> None:
+    """Optional data (aggressive) and everything unreached (minimal), given a trace."""
+    sub = st.sub
+    if profile.optional_data:
+        for opt in knowledge.optional:
+            if not sub.startswith(opt.under):
+                continue
+            unit = sub[len(opt.under):].split("/", 1)[0]
+            if not unit or unit in opt.keep or unit + "/" in opt.keep:
+                return
+            unit_prefix = (f"{st.site}/" if st.site else "") + opt.under + unit
+            if any(p == unit_prefix or p.startswith(unit_prefix + "/") for p in options.trace_paths):
+                return
+            st.remove_key = (f"optional:{opt.id}", opt.under + "*", profile.name, st.owner, True)
+            return
+    if profile.trace_minimal:
+        if st.entry.path.endswith(".pth") or sub.endswith(".pth"):
+            return
+        st.remove_key = ("minimal-untraced", "(not reached by any trace)", profile.name, st.owner, True)
+
+
+def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: list[Diagnostic]) -> None:
+    """Keep directories matched by import-checked rules (tests/, docs/) that kept code imports.
+
+    The module name of each candidate directory is compared with the imports of every
+    Python file that stays (a static scan: see prune/imports.py); a directory saved this way
+    contributes its own imports, so the check runs to a fixpoint. Verification catches
+    dynamic imports this cannot see.
+    """
+    candidates: dict[tuple[str, str], list[_FileState]] = defaultdict(list)
+    for st in states:
+        if st.remove_key is None or st.remove_rule is None or not st.remove_rule.rule.import_check:
+            continue
+        if st.site is None:
+            continue
+        parts = st.sub.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if st.remove_rule.match(d + "/"):
+                candidates[(st.site, d)].append(st)
+                break
+    if not candidates:
+        return
+    modules: dict[str, tuple[str, str]] = {}
+    for site, d in candidates:
+        mod = _module_of(d)
+        if mod:
+            modules[mod] = (site, d)
+    if not modules:
+        return
+    needles = tuple(sorted({m.rsplit(".", 1)[-1].encode() for m in modules}))
+    in_candidate = {id(st) for group in candidates.values() for st in group}
+    pending = [st for st in states
+               if st.entry.path.endswith(".py") and id(st) not in in_candidate and st.remove_key is None
+               and st.site is not None and not st.entry.is_link]
+    saved: set[tuple[str, str]] = set()
+    while pending:
+        imported: set[str] = set()
+        for st in pending:
+            if sources.contains(st.entry.path, needles):
+                imported |= sources.imports(st.entry.path)
+        newly: list[_FileState] = []
+        for mod, key in sorted(modules.items()):
+            if key in saved:
+                continue
+            if any(i == mod or i.startswith(mod + ".") for i in imported):
+                saved.add(key)
+                for st in candidates[key]:
+                    st.remove_key = None
+                    st.saved_by = "imported"
+                    st.saved_reason = f"kept code imports {mod}"
+                    if st.entry.path.endswith(".py"):
+                        newly.append(st)
+        pending = newly
+
+
+def _collapse(
+    states: list[_FileState], inv: Inventory, removed_dists: Mapping[str, DistDecision],
+    sites: Sequence[str],
+) -> tuple[Action, ...]:
+    """Turn per-file decisions into actions; a directory whose every file goes (for one rule
+    and one owner) becomes a single action."""
+    total: dict[str, int] = defaultdict(int)
+    keys: dict[str, set[tuple[str, str, str, str, bool]]] = defaultdict(set)
+    removed: dict[str, int] = defaultdict(int)
+    rbytes: dict[str, int] = defaultdict(int)
+    structural = {""}
+    for s in sites:
+        parts = s.split("/") if s else []
+        for i in range(len(parts) + 1):
+            structural.add("/".join(parts[:i]))
+    structural |= {"bin", "lib", "lib64", "include", "share"} if inv.env.kind == "prefix" else {"bin", "lib", "lib64"}
+    for d in inv.distributions:
+        structural.add(d.metadata_dir)
+    for st in states:
+        path = st.entry.path
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        while True:
+            total[parent] += 1
+            if st.remove_key is not None:
+                removed[parent] += 1
+                rbytes[parent] += st.entry.size
+                keys[parent].add(st.remove_key)
+            if not parent:
+                break
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+    matcher_for: dict[str, _Matcher] = {}
+    for st in states:
+        if st.remove_rule is not None:
+            matcher_for.setdefault(st.remove_rule.rule.id, st.remove_rule)
+
+    whole: set[str] = set()
+    for d in sorted(total, key=lambda x: x.count("/")):
+        if d in structural or not d:
+            continue
+        if removed[d] == total[d] and len(keys[d]) == 1:
+            parent = d.rsplit("/", 1)[0] if "/" in d else ""
+            if parent in whole:
+                continue
+            # an ancestor already taken?
+            anc = parent
+            covered = False
+            while anc:
+                if anc in whole:
+                    covered = True
+                    break
+                anc = anc.rsplit("/", 1)[0] if "/" in anc else ""
+            if not covered:
+                whole.add(d)
+
+    def covered_by_whole(path: str) -> Optional[str]:
+        p = path
+        while "/" in p:
+            p = p.rsplit("/", 1)[0]
+            if p in whole:
+                return p
+        return None
+
+    actions: list[Action] = []
+    for d in sorted(whole):
+        (key,) = keys[d]
+        actions.append(_action(d, "dir", rbytes[d], removed[d], key, matcher_for, removed_dists, d))
+    for st in states:
+        if st.remove_key is None or covered_by_whole(st.entry.path):
+            continue
+        kind = "link" if st.entry.is_link else "file"
+        actions.append(_action(st.entry.path, kind, st.entry.size, 1, st.remove_key, matcher_for,
+                               removed_dists, st.sub))
+    actions.sort(key=lambda a: a.path)
+    return tuple(actions)
+
+
+def _action(
+    path: str, kind: str, nbytes: int, nfiles: int, key: tuple[str, str, str, str, bool],
+    matcher_for: Mapping[str, _Matcher], removed_dists: Mapping[str, DistDecision], sub: str,
+) -> Action:
+    rule_id, pattern, profile, owner, traced = key
+    if rule_id == "distribution":
+        dec = removed_dists[owner]
+        return Action(path, kind, nbytes, nfiles, "distribution", f"{dec.name} {dec.version}",
+                      profile, owner, dec.reason, False)
+    m = matcher_for.get(rule_id)
+    if m is not None and not pattern:
+        probe = sub + "/" if kind == "dir" else sub
+        site_sub = probe
+        pattern = m.pattern_for(site_sub)
+        reason = m.rule.reason
+    else:
+        reason = {
+            "minimal-untraced": "not reached by any trace (profile minimal)",
+        }.get(rule_id, "optional data no trace reached")
+    return Action(path, kind, nbytes, nfiles, rule_id, pattern, profile, owner, reason, traced)
+
+
+def _records_after(
+    inv: Inventory, actions: Sequence[Action], removed_dists: Mapping[str, DistDecision]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """For each kept distribution that loses files: its RECORD path and the removed entries
+    (paths relative to the root), so apply can rewrite RECORD to list what remains."""
+    by_owner: dict[str, list[str]] = defaultdict(list)
+    for a in actions:
+        if a.distribution and a.distribution not in removed_dists:
+            by_owner[a.distribution].append(a.path)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for dist in inv.distributions:
+        gone = by_owner.get(dist.name)
+        if not gone or not dist.has_record:
+            continue
+        prefixes = tuple(sorted(gone))
+        out.append((f"{dist.metadata_dir}/RECORD", prefixes))
+    return tuple(out)
+
+
+def explain(plan: Plan, path: str) -> str:
+    """Why ``path`` (relative to the root, or absolute under it) goes or stays, in one
+    paragraph: the action and rule that remove it, or what saves it."""
+    root = str(plan.inventory.env.root)
+    rel = path
+    if os.path.isabs(path):
+        rel = os.path.relpath(os.path.realpath(path) if not os.path.islink(path) else path, root)
+    rel = rel.replace(os.sep, "/").strip("/")
+    for a in plan.actions:
+        if rel == a.path or rel.startswith(a.path + "/"):
+            what = "is removed" if rel == a.path else f"is removed with {a.path}/"
+            trace = " (trace-driven)" if a.trace else ""
+            owner = f", owned by {a.distribution}" if a.distribution else ""
+            return (f"{rel} {what}: rule '{a.rule}' (pattern {a.pattern!r}, profile {a.profile}"
+                    f"{owner}){trace}: {a.reason}")
+    for k in plan.kept:
+        if rel == k.path or k.path.startswith(rel + "/"):
+            return (f"{rel} stays: rule '{k.rule}' matched it, but it is protected by "
+                    f"{k.saved_by}: {k.reason}")
+    for d in plan.distributions:
+        inv_dist = plan.inventory.distribution(d.name)
+        if inv_dist and not d.remove and any(f == rel or f.startswith(rel + "/") for f in inv_dist.files):
+            return f"{rel} stays: owned by {d.name} {d.version}, which is kept ({d.reason})"
+    known = any(f.path == rel or f.path.startswith(rel + "/") for f in plan.inventory.files)
+    if not known:
+        return f"{rel} is not in the environment (paths are relative to {root})"
+    return f"{rel} stays: no rule of profile {plan.profile!r} removes it"
+
+
+def iter_paths(actions: Iterable[Action]) -> Iterable[str]:
+    for a in actions:
+        yield a.path

@@ -1,0 +1,46 @@
+"""Read and rewrite a distribution's RECORD file (PEP 376 / PEP 627).
+
+RECORD is CSV: ``path,hash,size``. Paths are relative to the site-packages directory that
+holds the ``.dist-info`` (``../../../bin/x`` for scripts). The csv module does the quoting;
+only the filtering of rows is ours.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+from collections.abc import Iterable
+from typing import Optional
+
+__all__ = ["read_rows", "render_rows", "resolve_entry"]
+
+
+def read_rows(text: str) -> list[list[str]]:
+    """Parse RECORD text into rows (malformed rows are kept as they are, blank ones dropped)."""
+    return [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
+
+
+def render_rows(rows: Iterable[list[str]]) -> str:
+    """Serialise rows the way pip writes RECORD (``\\n`` line endings, minimal quoting)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def resolve_entry(site: str, entry: str) -> Optional[str]:
+    """Map a RECORD path to a path relative to the environment root.
+
+    ``site`` is the site-packages directory relative to the root ("" when the root is the
+    site-packages). Returns None for absolute paths and for paths that leave the root: those
+    are never ours to touch.
+    """
+    entry = entry.replace("\\", "/")
+    if not entry or entry.startswith("/") or (len(entry) > 1 and entry[1] == ":"):
+        return None
+    joined = posixpath.normpath(posixpath.join(site, entry)) if site else posixpath.normpath(entry)
+    if joined == ".." or joined.startswith("../") or joined == ".":
+        return None
+    return joined

@@ -1,0 +1,301 @@
+"""Render a plan (dry run) or an applied result as text, JSON or Markdown. Pure.
+
+All three renderers share :func:`summarise`, so they always agree. JSON carries a
+``schema`` version; keys and list order are stable (sorted), so reports diff cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .model import Plan
+
+__all__ = ["REPORT_SCHEMA", "FORMATS", "Extras", "summarise", "render", "human_bytes"]
+
+REPORT_SCHEMA = "venv-prune-report/1"
+FORMATS = ("text", "json", "markdown")
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What only a real run knows: verification, timings, stripping, failures."""
+
+    dry_run: bool = True
+    verification: str = "not run"  # passed | failed | skipped: <why> | not run
+    failures: tuple[dict[str, Any], ...] = ()
+    timings: tuple[tuple[str, float], ...] = ()
+    stripped: tuple[dict[str, Any], ...] = ()
+    bytecode: Optional[dict[str, Any]] = None
+    warnings: tuple[str, ...] = ()
+    max_size: Optional[int] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def _clean(s: str) -> str:
+    """File names may not be UTF-8 (surrogate-escaped); show them with backslash escapes."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _top_entry(path: str, sites: Sequence[str]) -> str:
+    for site in sites:
+        if not site:
+            return path.split("/", 1)[0]
+        if path.startswith(site + "/"):
+            rest = path[len(site) + 1:]
+            return f"{site}/{rest.split('/', 1)[0]}"
+    return path.split("/", 1)[0]
+
+
+def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
+    """The report as plain data (what the JSON renderer prints)."""
+    inv = plan.inventory
+    before = inv.bytes_total
+    removed = plan.bytes_removed
+    files_before = len(inv.files)
+    by_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_dist: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    traced_by_dist: dict[str, int] = defaultdict(int)
+    for a in plan.actions:
+        by_rule[a.rule][0] += a.bytes
+        by_rule[a.rule][1] += a.files
+        key = a.distribution or "(unowned)"
+        by_dist[key][0] += a.bytes
+        by_dist[key][1] += a.files
+    kept_by_trace: dict[str, int] = defaultdict(int)
+    for k in plan.kept:
+        if k.saved_by == "trace":
+            kept_by_trace[k.distribution or "(unowned)"] += k.bytes
+    for a in plan.actions:
+        if a.trace:
+            traced_by_dist[a.distribution or "(unowned)"] += a.bytes
+
+    removed_paths = sorted(a.path for a in plan.actions)
+    remaining: dict[str, int] = defaultdict(int)
+    import bisect
+
+    for f in inv.files:
+        i = bisect.bisect_right(removed_paths, f.path) - 1
+        if i >= 0 and (f.path == removed_paths[i] or f.path.startswith(removed_paths[i] + "/")):
+            continue
+        remaining[_top_entry(f.path, inv.env.site_packages)] += f.size
+    largest = sorted(remaining.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
+
+    saved: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for k in plan.kept:
+        saved[k.saved_by][0] += k.bytes
+        saved[k.saved_by][1] += 1
+
+    data: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "target": {
+            "root": _clean(str(inv.env.root)),
+            "kind": inv.env.kind,
+            "python": ".".join(map(str, inv.env.python_version)) if inv.env.python_version else None,
+            "site_packages": list(inv.env.site_packages),
+        },
+        "profile": plan.profile,
+        "dry_run": extras.dry_run,
+        "options": dict(plan.options),
+        "totals": {
+            "bytes_before": before,
+            "bytes_removed": removed,
+            "bytes_after": before - removed,
+            "files_before": files_before,
+            "files_removed": plan.files_removed,
+            "percent_removed": round(100.0 * removed / before, 2) if before else 0.0,
+            "distributions_before": len(inv.distributions),
+            "distributions_removed": sum(1 for d in plan.distributions if d.remove),
+        },
+        "rules": [
+            {"rule": r, "bytes": v[0], "files": v[1]}
+            for r, v in sorted(by_rule.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ],
+        "distributions": [
+            {"name": d, "bytes_removed": v[0], "files_removed": v[1],
+             "bytes_removed_by_trace": traced_by_dist.get(d, 0),
+             "bytes_kept_by_trace": kept_by_trace.get(d, 0)}
+            for d, v in sorted(by_dist.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ],
+        "distribution_decisions": [
+            {"name": d.name, "version": d.version, "remove": d.remove, "bytes": d.bytes,
+             "reason": d.reason, "chain": list(d.chain)}
+            for d in sorted(plan.distributions, key=lambda d: d.name)
+        ],
+        "actions": [
+            {"path": _clean(a.path), "kind": a.kind, "bytes": a.bytes, "files": a.files, "rule": a.rule,
+             "pattern": a.pattern, "profile": a.profile, "distribution": a.distribution,
+             "reason": a.reason, "trace": a.trace}
+            for a in plan.actions
+        ],
+        "protected": [
+            {"saved_by": s, "bytes": v[0], "files": v[1]}
+            for s, v in sorted(saved.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ],
+        "largest_kept": [{"path": _clean(p), "bytes": b} for p, b in largest],
+        "verification": {
+            "status": extras.verification,
+            "failures": list(extras.failures),
+        },
+        "timings": {k: round(v, 3) for k, v in extras.timings},
+        "stripped": list(extras.stripped),
+        "bytecode": extras.bytecode,
+        "diagnostics": [
+            {"level": d.level, "code": d.code, "message": _clean(d.message), "path": _clean(d.path)}
+            for d in plan.diagnostics
+        ],
+        "warnings": list(extras.warnings),
+    }
+    if extras.max_size is not None:
+        data["max_size"] = {"limit": extras.max_size, "exceeded": before - removed > extras.max_size}
+    data.update(extras.extra)
+    return data
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "0.0%"
+
+
+def _render_text(d: dict[str, Any], verbose: bool) -> str:
+    t = d["totals"]
+    lines: list[str] = []
+    mode = "would remove" if d["dry_run"] else "removed"
+    lines.append(f"venv-prune: {d['target']['root']} ({d['target']['kind']}, Python "
+                 f"{d['target']['python'] or '?'}), profile {d['profile']}"
+                 + (" [dry run]" if d["dry_run"] else ""))
+    lines.append(f"  {mode} {human_bytes(t['bytes_removed'])} of {human_bytes(t['bytes_before'])} "
+                 f"({t['percent_removed']:.1f}%), {t['files_removed']} of {t['files_before']} files; "
+                 f"{human_bytes(t['bytes_after'])} stays")
+    status = d["verification"]["status"]
+    lines.append(f"  verification: {status}")
+    if d["timings"]:
+        total = d["timings"].get("total")
+        parts = [f"{k} {v:.1f}s" for k, v in d["timings"].items() if k != "total"]
+        vshare = d["timings"].get("baseline", 0) + d["timings"].get("verify", 0)
+        share = f", verification {_pct(int(vshare * 1000), int(total * 1000))} of it" if total else ""
+        lines.append(f"  time: {total:.1f}s ({', '.join(parts)}{share})" if total else f"  time: {', '.join(parts)}")
+    for f in d["verification"]["failures"]:
+        lines.append(f"  BROKEN {f['kind']} {f['name']} ({f.get('distribution') or 'unowned'}): {f['error']}")
+        if f.get("rules"):
+            lines.append(f"    removed by: {', '.join(f['rules'])}")
+    if d["rules"]:
+        lines.append("")
+        lines.append("By rule:")
+        for r in d["rules"]:
+            lines.append(f"  {human_bytes(r['bytes']):>10}  {r['files']:>7} files  {r['rule']}")
+    if d["distributions"]:
+        lines.append("")
+        lines.append("By distribution:")
+        shown = d["distributions"] if verbose else d["distributions"][:15]
+        for r in shown:
+            extra = f"  (trace: {human_bytes(r['bytes_removed_by_trace'])})" if r["bytes_removed_by_trace"] else ""
+            lines.append(f"  {human_bytes(r['bytes_removed']):>10}  {r['files_removed']:>7} files  {r['name']}{extra}")
+        if len(d["distributions"]) > len(shown):
+            lines.append(f"  ... {len(d['distributions']) - len(shown)} more (-v shows all)")
+    decisions = d["distribution_decisions"]
+    removed_d = [x for x in decisions if x["remove"]]
+    if decisions:
+        lines.append("")
+        lines.append(f"Distributions: {len(removed_d)} {'would go' if d['dry_run'] else 'removed'}")
+        for x in removed_d:
+            lines.append(f"  - {x['name']} {x['version']} ({human_bytes(x['bytes'])}): {x['reason']}")
+        notable = [x for x in decisions if not x["remove"] and (x["chain"] or verbose)]
+        for x in notable if verbose else notable[:10]:
+            lines.append(f"  = {x['name']} {x['version']} kept: {x['reason']}")
+    if d["stripped"]:
+        saved = sum(s.get("bytes_saved", 0) for s in d["stripped"])
+        lines.append("")
+        lines.append(f"Stripped {len(d['stripped'])} ELF files, {human_bytes(saved)} saved")
+    if d.get("bytecode"):
+        b = d["bytecode"]
+        lines.append("")
+        lines.append(f"Bytecode: {b.get('summary', b)}")
+    if d["protected"]:
+        lines.append("")
+        lines.append("Matched a rule but protected:")
+        for p in d["protected"]:
+            lines.append(f"  {human_bytes(p['bytes']):>10}  {p['files']:>7} files  {p['saved_by']}")
+    if d["largest_kept"]:
+        lines.append("")
+        lines.append("Largest things that stay:")
+        for p in d["largest_kept"][:10]:
+            lines.append(f"  {human_bytes(p['bytes']):>10}  {p['path']}")
+    if verbose and d["actions"]:
+        lines.append("")
+        lines.append("Actions:")
+        for a in d["actions"]:
+            tr = " [trace]" if a["trace"] else ""
+            lines.append(f"  {human_bytes(a['bytes']):>10}  {a['path']}{'/' if a['kind'] == 'dir' else ''}"
+                         f"  [{a['rule']}: {a['pattern']}]{tr}")
+    diags = [x for x in d["diagnostics"] if x["level"] == "warning" or verbose]
+    if diags or d["warnings"]:
+        lines.append("")
+        lines.append("Diagnostics:")
+        for w in d["warnings"]:
+            lines.append(f"  warning: {w}")
+        for x in diags:
+            where = f"{x['path']}: " if x["path"] else ""
+            lines.append(f"  {x['level']}: {where}{x['message']}")
+    if "max_size" in d:
+        m = d["max_size"]
+        verdict = "EXCEEDED" if m["exceeded"] else "ok"
+        lines.append("")
+        lines.append(f"Size gate: {human_bytes(t['bytes_after'])} vs limit {human_bytes(m['limit'])}: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def _render_markdown(d: dict[str, Any]) -> str:
+    t = d["totals"]
+    out = [f"# venv-prune report: `{d['target']['root']}`", ""]
+    out.append(f"Profile **{d['profile']}**{' (dry run)' if d['dry_run'] else ''}, "
+               f"verification: {d['verification']['status']}.")
+    out.append("")
+    out.append("| | bytes | files |")
+    out.append("|---|---:|---:|")
+    out.append(f"| before | {human_bytes(t['bytes_before'])} | {t['files_before']} |")
+    out.append(f"| removed | {human_bytes(t['bytes_removed'])} ({t['percent_removed']:.1f}%) | {t['files_removed']} |")
+    out.append(f"| after | {human_bytes(t['bytes_after'])} | {t['files_before'] - t['files_removed']} |")
+    if d["rules"]:
+        out += ["", "## By rule", "", "| rule | bytes | files |", "|---|---:|---:|"]
+        out += [f"| {r['rule']} | {human_bytes(r['bytes'])} | {r['files']} |" for r in d["rules"]]
+    if d["distributions"]:
+        out += ["", "## By distribution", "", "| distribution | bytes | files |", "|---|---:|---:|"]
+        out += [f"| {r['name']} | {human_bytes(r['bytes_removed'])} | {r['files_removed']} |"
+                for r in d["distributions"]]
+    decisions = [x for x in d["distribution_decisions"] if x["remove"] or x["chain"]]
+    if decisions:
+        out += ["", "## Distribution decisions", "", "| distribution | decision | why |", "|---|---|---|"]
+        out += [f"| {x['name']} {x['version']} | {'remove' if x['remove'] else 'keep'} | {x['reason']} |"
+                for x in decisions]
+    if d["largest_kept"]:
+        out += ["", "## Largest things that stay", "", "| path | bytes |", "|---|---:|"]
+        out += [f"| `{p['path']}` | {human_bytes(p['bytes'])} |" for p in d["largest_kept"]]
+    if d["verification"]["failures"]:
+        out += ["", "## Verification failures", ""]
+        out += [f"- {f['kind']} `{f['name']}`: {f['error']} (removed by {', '.join(f.get('rules', [])) or '?'})"
+                for f in d["verification"]["failures"]]
+    if d["diagnostics"]:
+        out += ["", "## Diagnostics", ""]
+        out += [f"- {x['level']}: `{x['path']}` {x['message']}" for x in d["diagnostics"]]
+    return "\n".join(out) + "\n"
+
+
+def render(plan: Plan, fmt: str = "text", extras: Extras = Extras(), *, verbose: bool = False) -> str:
+    """Render ``plan`` (with what a real run added in ``extras``) as text, json or markdown."""
+    data = summarise(plan, extras)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    if fmt == "markdown":
+        return _render_markdown(data)
+    return _render_text(data, verbose)

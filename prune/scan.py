@@ -1,0 +1,256 @@
+"""Scan an environment, read-only: every distribution, every file, and who owns it.
+
+Metadata is read with importlib-metadata (``Distribution.at``) and packaging; broken or
+duplicate metadata becomes a :class:`~prune.model.Diagnostic`, never an exception. The
+walk never follows symlinks: a link is recorded as a link, whatever it points at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+import importlib_metadata
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .env import Environment
+from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
+from .record import resolve_entry
+
+__all__ = ["scan", "STATE_DIR_NAME", "walk_tree"]
+
+#: Name of the directory (inside a venv/prefix root) that holds a run's stash and journal.
+STATE_DIR_NAME = ".venv-prune"
+
+Progress = Callable[[str], None]
+
+
+def walk_tree(
+    root: Path, areas: tuple[str, ...], skip: frozenset[str] = frozenset()
+) -> tuple[list[FileEntry], list[str], list[Diagnostic]]:
+    """Walk ``areas`` (relative to root) without following links.
+
+    Returns files (regular files and symlinks of any kind, with their lstat size), real
+    directories, and diagnostics for entries that could not be read. ``skip`` holds
+    relative paths never entered (venv-prune's own state directory).
+    """
+    files: list[FileEntry] = []
+    dirs: list[str] = []
+    diags: list[Diagnostic] = []
+    stack = [a for a in areas]
+    root_s = str(root)
+    while stack:
+        rel = stack.pop()
+        base = os.path.join(root_s, rel) if rel else root_s
+        try:
+            it = os.scandir(base)
+        except OSError as exc:
+            diags.append(Diagnostic("warning", "unreadable-dir", f"cannot list: {exc.strerror}", rel))
+            continue
+        with it:
+            for entry in it:
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if child in skip:
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.append(child)
+                        stack.append(child)
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    diags.append(Diagnostic("warning", "unreadable", f"cannot stat: {exc.strerror}", child))
+                    continue
+                files.append(FileEntry(child, st.st_size, stat.S_ISLNK(st.st_mode)))
+    return files, dirs, diags
+
+
+def _read(dist: importlib_metadata.Distribution, name: str) -> Optional[str]:
+    try:
+        return dist.read_text(name)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _version_key(v: str) -> tuple[int, object]:
+    try:
+        return (1, Version(v))
+    except InvalidVersion:
+        return (0, v)
+
+
+def _load_distribution(
+    env: Environment, site: str, meta_rel: str, diags: list[Diagnostic]
+) -> Optional[Distribution]:
+    meta_path = env.root / meta_rel
+    dist = importlib_metadata.Distribution.at(meta_path)
+    try:
+        metadata = dist.metadata
+        raw_name = metadata["Name"] if metadata is not None else None
+    except Exception as exc:  # noqa: BLE001 - any broken METADATA is a diagnostic
+        diags.append(Diagnostic("warning", "bad-metadata", f"unreadable METADATA: {exc}", meta_rel))
+        return None
+    if not raw_name:
+        diags.append(
+            Diagnostic("warning", "missing-metadata",
+                       "no METADATA (or no Name in it); its files are treated as unowned", meta_rel)
+        )
+        return None
+    version = metadata["Version"] or ""
+    files: list[str] = []
+    has_record = True
+    try:
+        entries = dist.files
+    except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
+        diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", meta_rel))
+        entries = None
+    if entries is None:
+        has_record = False
+        diags.append(
+            Diagnostic("info", "no-record",
+                       f"{raw_name} has no RECORD; only files under its top-level names are attributed",
+                       meta_rel)
+        )
+    else:
+        for pp in entries:
+            resolved = resolve_entry(site, str(pp))
+            if resolved is None:
+                continue
+            files.append(resolved)
+    top_text = _read(dist, "top_level.txt")
+    top_level = tuple(sorted({t.strip() for t in (top_text or "").splitlines() if t.strip()}))
+    try:
+        requires = tuple(dist.requires or ())
+    except Exception as exc:  # noqa: BLE001
+        diags.append(Diagnostic("warning", "bad-requires", f"unreadable requirements: {exc}", meta_rel))
+        requires = ()
+    try:
+        eps = tuple(
+            sorted((EntryPoint(ep.group, ep.name, ep.value) for ep in dist.entry_points),
+                   key=lambda e: (e.group, e.name))
+        )
+    except Exception as exc:  # noqa: BLE001
+        diags.append(Diagnostic("warning", "bad-entry-points", f"unreadable entry_points.txt: {exc}", meta_rel))
+        eps = ()
+    editable = False
+    direct_url = _read(dist, "direct_url.json")
+    if direct_url:
+        try:
+            editable = bool(json.loads(direct_url).get("dir_info", {}).get("editable", False))
+        except (ValueError, AttributeError):
+            diags.append(Diagnostic("warning", "bad-direct-url", "direct_url.json is not valid JSON", meta_rel))
+    if not editable and any(f.endswith(".pth") and "__editable__" in f for f in files):
+        editable = True
+    return Distribution(
+        name=canonicalize_name(raw_name),
+        display_name=raw_name,
+        version=version,
+        metadata_dir=meta_rel,
+        site=site,
+        files=tuple(sorted(set(files))),
+        top_level=top_level,
+        requires=requires,
+        extras=tuple(metadata.get_all("Provides-Extra") or ()),
+        entry_points=eps,
+        requested=_read(dist, "REQUESTED") is not None,
+        editable=editable,
+        installer=(_read(dist, "INSTALLER") or "").strip(),
+        has_record=has_record,
+    )
+
+
+def _find_metadata_dirs(env: Environment) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for site in env.site_packages:
+        base = env.root / site if site else env.root
+        try:
+            names = sorted(os.listdir(base))
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                found.append((site, f"{site}/{name}" if site else name))
+    return found
+
+
+def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
+    """Read the environment: distributions, files and owners. Never writes anything.
+
+    :param env: from :func:`prune.env.locate`.
+    :param progress: called with short status lines for long scans.
+    """
+    diags: list[Diagnostic] = []
+    if progress:
+        progress(f"scanning {env.root}")
+    skip = frozenset({STATE_DIR_NAME})
+    files, dirs, walk_diags = walk_tree(env.root, env.walk, skip)
+    diags.extend(walk_diags)
+
+    dists_by_name: dict[str, Distribution] = {}
+    for site, meta_rel in _find_metadata_dirs(env):
+        dist = _load_distribution(env, site, meta_rel, diags)
+        if dist is None:
+            continue
+        other = dists_by_name.get(dist.name)
+        if other is not None:
+            keep, drop = sorted((other, dist), key=lambda d: _version_key(d.version), reverse=True)
+            diags.append(
+                Diagnostic("warning", "duplicate-distribution",
+                           f"{dist.name} is installed twice ({other.metadata_dir}, {dist.metadata_dir}); "
+                           f"using {keep.version}, both metadata directories are kept",
+                           drop.metadata_dir)
+            )
+            dists_by_name[dist.name] = keep
+        else:
+            dists_by_name[dist.name] = dist
+    distributions = tuple(sorted(dists_by_name.values(), key=lambda d: d.name))
+
+    owners: dict[str, str] = {}
+    for dist in distributions:
+        for f in dist.files:
+            owners.setdefault(f, dist.name)
+        # Files inside the metadata directory belong to the distribution even if RECORD
+        # forgot them (REQUESTED, direct_url.json written after the fact).
+        owners.setdefault(dist.metadata_dir, dist.name)
+
+    known = {f.path for f in files}
+    extra: list[FileEntry] = []
+    if env.kind == "prefix":
+        # A prefix is walked only inside site-packages; its distributions' scripts and data
+        # (bin/, share/) are taken from their RECORDs, one lstat each.
+        for dist in distributions:
+            for f in dist.files:
+                if f in known or any(f == s or f.startswith(s + "/") for s in env.site_packages):
+                    continue
+                try:
+                    st = os.lstat(env.root / f)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    continue
+                known.add(f)
+                extra.append(FileEntry(f, st.st_size, stat.S_ISLNK(st.st_mode)))
+
+    meta_dirs = {d.metadata_dir: d.name for d in distributions}
+    owned_files: list[FileEntry] = []
+    for fe in sorted(files + extra, key=lambda f: f.path):
+        owner = owners.get(fe.path)
+        if owner is None:
+            parent = fe.path.rsplit("/", 1)[0] if "/" in fe.path else ""
+            owner = meta_dirs.get(parent)
+        owned_files.append(FileEntry(fe.path, fe.size, fe.is_link, owner))
+
+    if progress:
+        progress(f"found {len(distributions)} distributions, {len(owned_files)} files")
+    return Inventory(
+        env=env,
+        distributions=distributions,
+        files=tuple(owned_files),
+        dirs=tuple(sorted(dirs)),
+        diagnostics=tuple(diags),
+    )

@@ -1,0 +1,165 @@
+"""Apply: real temporary trees, transactional staging, rollback, recover, symlink safety."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_digest
+from prune.apply import Failure, apply_plan, pending_journal, recover, state_dir
+from prune.env import locate
+from prune.errors import PendingJournal, UnsafePath, VerificationFailed
+from prune.model import Action, Plan
+from prune.plan import PlanOptions, build_plan
+from prune.profiles import load_profile
+from prune.record import read_rows
+from prune.scan import scan
+from synth import SITE, add_dist, make_venv_tree
+
+
+def make_env(tmp_path: Path) -> Path:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {
+        "pkg/__init__.py": "from . import core\n",
+        "pkg/core.py": "X = 1\n",
+        "pkg/__pycache__/core.cpython-311.pyc": b"\0" * 100,
+        "pkg/tests/__init__.py": "",
+        "pkg/tests/data.txt": "x",
+        "pkg/_speed.c": "int x;\n",
+    }, scripts=("pkg-cli",))
+    return root
+
+
+def plan_of(root: Path, profile: str = "safe", **kw: object) -> Plan:
+    return build_plan(scan(locate(root)), load_profile(profile), PlanOptions(**kw))  # type: ignore[arg-type]
+
+
+class FailingVerifier:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def before(self) -> None:
+        self.calls.append("before")
+
+    def after(self) -> Sequence[Failure]:
+        self.calls.append("after")
+        return [Failure("import", "pkg", "pkg", "ModuleNotFoundError: No module named 'pkg.core'")]
+
+
+def test_apply_removes_exactly_the_plan_and_rewrites_record(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    plan = plan_of(root)
+    result = apply_plan(plan)
+    assert result.committed
+    for a in plan.actions:
+        assert not os.path.lexists(root / a.path)
+    assert (root / SITE / "pkg/core.py").exists()
+    record = root / SITE / "pkg-1.0.dist-info/RECORD"
+    rows = read_rows(record.read_text())
+    listed = {r[0] for r in rows}
+    assert "pkg/_speed.c" not in listed and not any(p.startswith("pkg/tests/") for p in listed)
+    for r in rows:  # every RECORD entry exists
+        assert os.path.lexists(os.path.normpath(root / SITE / r[0])), r[0]
+    assert not state_dir(locate(root)).exists()
+    assert result.records_rewritten == 1
+
+
+def test_second_run_plans_nothing(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    apply_plan(plan_of(root, "aggressive"))
+    again = plan_of(root, "aggressive")
+    assert again.actions == ()
+
+
+def test_verification_failure_rolls_back_byte_for_byte(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    before = tree_digest(root)
+    verifier = FailingVerifier()
+    with pytest.raises(VerificationFailed) as info:
+        apply_plan(plan_of(root, remove=("pkg/core.py",)), verifier=verifier)
+    assert verifier.calls == ["before", "after"]
+    assert "pkg" in str(info.value) and "cli-remove-1" in str(info.value)
+    assert tree_digest(root) == before
+
+
+def test_symlink_is_removed_as_a_link_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    root = make_env(tmp_path)
+    os.symlink(outside, root / SITE / "pkg" / "test")
+    plan = plan_of(root)
+    assert any(a.path == f"{SITE}/pkg/test" and a.kind == "link" for a in plan.actions)
+    apply_plan(plan)
+    assert not os.path.lexists(root / SITE / "pkg" / "test")
+    assert (outside / "precious.txt").read_text() == "keep me"
+
+
+def test_unsafe_paths_are_refused_before_any_change(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    plan = plan_of(root)
+    before = tree_digest(root)
+    bad = Action("../outside", "file", 1, 1, "x", "x", "x", "", "x")
+    with pytest.raises(UnsafePath):
+        apply_plan(Plan(plan.inventory, plan.profile, plan.actions + (bad,)))
+    assert tree_digest(root) == before
+
+
+def test_symlinked_parent_escape_refused(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    outside = tmp_path / "elsewhere"
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "f.c").write_text("x")
+    os.symlink(outside, root / SITE / "linked")
+    plan = plan_of(root)
+    sneaky = Action(f"{SITE}/linked/inner/f.c", "file", 1, 1, "x", "x", "x", "", "x")
+    with pytest.raises(UnsafePath):
+        apply_plan(Plan(plan.inventory, plan.profile, (sneaky,)))
+    assert (outside / "inner" / "f.c").exists()
+
+
+def test_pending_journal_blocks_and_recover_rolls_back(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    before = tree_digest(root)
+    env = locate(root)
+    plan = plan_of(root)
+    # Simulate a crash half-way through staging: do the first move by hand, keep the journal.
+    sdir = state_dir(env)
+    (sdir / "stash").mkdir(parents=True)
+    steps = [{"op": "move", "path": a.path, "stash": f"m{i:06d}"} for i, a in enumerate(plan.actions)]
+    (sdir / "journal.json").write_text(json.dumps({"state": "staging", "steps": steps}))
+    os.rename(root / steps[0]["path"], sdir / "stash" / steps[0]["stash"])
+    assert pending_journal(env)
+    with pytest.raises(PendingJournal):
+        apply_plan(plan_of(root))
+    res = recover(env)
+    assert res.outcome == "rolled-back" and res.moves_undone == 1
+    assert tree_digest(root) == before
+    assert recover(env).outcome == "nothing"
+
+
+def test_recover_finishes_a_commit(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    env = locate(root)
+    sdir = state_dir(env)
+    (sdir / "stash" / "m000000").mkdir(parents=True)
+    (sdir / "journal.json").write_text(json.dumps({"state": "committing", "steps": []}))
+    assert recover(env).outcome == "committed"
+    assert not sdir.exists()
+
+
+def test_read_only_directory_can_be_staged_and_committed(tmp_path: Path) -> None:
+    root = make_env(tmp_path)
+    tests = root / SITE / "pkg" / "tests"
+    (tests / "data.txt").chmod(0o444)
+    tests.chmod(0o555)
+    try:
+        apply_plan(plan_of(root))
+    finally:
+        if tests.exists():
+            tests.chmod(0o755)
+    assert not tests.exists()

@@ -1,0 +1,136 @@
+"""Planning: pure decisions with reasons. Trees are synthetic; the plan never touches them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prune.env import locate
+from prune.errors import UsageError
+from prune.plan import PlanOptions, build_plan, explain
+from prune.profiles import load_profile
+from prune.scan import scan
+from synth import SITE, add_dist, make_venv_tree
+
+
+def plan_for(root: Path, profile: str = "standard", **opts: object):
+    return build_plan(scan(locate(root)), load_profile(profile), PlanOptions(**opts))  # type: ignore[arg-type]
+
+
+def removed(plan) -> set[str]:
+    return {a.path for a in plan.actions}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Path:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {
+        "pkg/__init__.py": "from . import core\n",
+        "pkg/core.py": "X = 1\n",
+        "pkg/__pycache__/core.cpython-311.pyc": b"\0" * 100,
+        "pkg/_speed.c": "int x;\n",
+        "pkg/tests/__init__.py": "",
+        "pkg/tests/test_core.py": "import pkg\n",
+        "pkg/tests/__pycache__/test_core.cpython-311.pyc": b"\0" * 10,
+        "pkg/locale/fr/LC_MESSAGES/pkg.mo": b"\x95\x04\x12\xde",
+        "pkg/locale/fr/LC_MESSAGES/pkg.po": "msgid \"\"\n",
+        "pkg/legacy.pyc": b"\0" * 20,
+        "pkg/stub.pyi": "X: int\n",
+    })
+    return root
+
+
+def test_bytecode_sources_tests_go_with_reasons(env: Path) -> None:
+    plan = plan_for(env, "safe")
+    paths = removed(plan)
+    assert f"{SITE}/pkg/__pycache__" in paths
+    assert f"{SITE}/pkg/_speed.c" in paths
+    assert f"{SITE}/pkg/tests" in paths  # collapsed into one directory action
+    by_path = {a.path: a for a in plan.actions}
+    assert by_path[f"{SITE}/pkg/tests"].kind == "dir"
+    assert by_path[f"{SITE}/pkg/tests"].rule == "tests"
+    assert by_path[f"{SITE}/pkg/tests"].files == 3
+    assert by_path[f"{SITE}/pkg/__pycache__"].rule == "bytecode"
+    assert by_path[f"{SITE}/pkg/__pycache__"].pattern == "__pycache__/"
+    assert all(a.distribution == "pkg" for a in plan.actions)
+
+
+def test_protections_beat_rules(env: Path) -> None:
+    plan = plan_for(env, "aggressive")
+    paths = removed(plan)
+    assert f"{SITE}/pkg/legacy.pyc" not in paths, "sourceless .pyc is a module"
+    assert not any(p.endswith(".mo") for p in paths)
+    assert f"{SITE}/pkg/locale/fr/LC_MESSAGES/pkg.po" in paths
+    assert not any(".dist-info" in p for p in paths)
+    kept = {k.path: k for k in plan.kept}
+    assert kept[f"{SITE}/pkg/legacy.pyc"].saved_by == "sourceless-bytecode"
+
+
+def test_keep_pattern_wins_over_remove(env: Path) -> None:
+    plan = plan_for(env, "safe", keep=("pkg/tests/",), remove=("pkg/core.py",))
+    paths = removed(plan)
+    assert not any("/tests" in p for p in paths)
+    assert f"{SITE}/pkg/core.py" in paths
+    assert {a.rule for a in plan.actions if a.path.endswith("core.py")} == {"cli-remove-1"}
+
+
+def test_tests_dir_imported_by_kept_code_stays(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "lib", {
+        "lib/__init__.py": "from lib.tests.helpers import fixture\n",
+        "lib/tests/__init__.py": "",
+        "lib/tests/helpers.py": "fixture = 1\n",
+        "lib/other/test/__init__.py": "",
+    })
+    plan = plan_for(root, "safe")
+    paths = removed(plan)
+    assert not any(p.startswith(f"{SITE}/lib/tests") for p in paths)
+    assert f"{SITE}/lib/other/test" in paths
+    saved = [k for k in plan.kept if k.path.endswith("helpers.py")]
+    assert saved and saved[0].saved_by == "imported"
+
+
+def test_relative_import_of_tests_is_seen(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "rel", {"rel/__init__.py": "from . import tests\n", "rel/tests/__init__.py": ""})
+    assert not any("tests" in p for p in removed(plan_for(root, "safe")))
+
+
+def test_directory_of_mixed_rules_is_split(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "mix", {"mix/__init__.py": "", "mix/inc/a.h": "", "mix/inc/b.pyi": "", "mix/inc/c.h": ""})
+    plan = plan_for(root, "standard")
+    paths = removed(plan)
+    assert f"{SITE}/mix/inc/a.h" in paths and f"{SITE}/mix/inc/b.pyi" in paths
+    assert f"{SITE}/mix/inc" not in paths
+
+
+def test_minimal_needs_a_trace(env: Path) -> None:
+    with pytest.raises(UsageError, match="needs a trace"):
+        plan_for(env, "minimal")
+
+
+def test_explain(env: Path) -> None:
+    plan = plan_for(env, "aggressive")
+    assert "rule 'bytecode'" in explain(plan, f"{SITE}/pkg/__pycache__/core.cpython-311.pyc")
+    assert "sourceless" in explain(plan, f"{SITE}/pkg/legacy.pyc")
+    assert "no rule" in explain(plan, f"{SITE}/pkg/core.py")
+
+
+def test_record_updates_listed_for_touched_distributions(env: Path) -> None:
+    plan = plan_for(env, "safe")
+    records = dict(plan.records)
+    assert list(records) == [f"{SITE}/pkg-1.0.dist-info/RECORD"]
+    assert f"{SITE}/pkg/tests" in records[f"{SITE}/pkg-1.0.dist-info/RECORD"]
+
+
+def test_plan_is_deterministic(env: Path) -> None:
+    assert plan_for(env, "aggressive").actions == plan_for(env, "aggressive").actions
+
+
+def test_venv_skeleton_never_planned(env: Path) -> None:
+    plan = plan_for(env, "aggressive", remove=("bin/", "pyvenv.cfg", "*"))
+    paths = removed(plan)
+    assert "pyvenv.cfg" not in paths and "bin/python" not in paths
+    assert not any(".dist-info" in p for p in paths)
