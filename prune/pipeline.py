@@ -57,7 +57,7 @@ class Outcome:
 class ImportVerifier:
     """Adapter between the transactional apply and :mod:`prune.verify`."""
 
-    def __init__(self, env: Environment, inventory: Inventory, checks: Sequence[str], *,
+    def __init__(self, env: Environment, plan: Plan, checks: Sequence[str], *,
                  jobs: int, timeout: float) -> None:
         from . import verify
 
@@ -65,8 +65,15 @@ class ImportVerifier:
         self._verify = verify
         self._env = env
         self._python = env.python
-        self._modules = verify.importable_modules(inventory)
-        self._eps = verify.entry_point_targets(inventory)
+        inventory = plan.inventory
+        gone = _intentionally_removed(plan)
+        removed_dists = {d.name for d in plan.distributions if d.remove}
+        # What the plan removes on purpose (a whole distribution, a whole top-level module)
+        # is not expected to import afterwards; everything else is.
+        self._modules = tuple(m for m in verify.importable_modules(inventory)
+                              if m.distribution not in removed_dists and m.name not in gone)
+        self._eps = tuple(e for e in verify.entry_point_targets(inventory)
+                          if e.distribution not in removed_dists)
         # A --target / site-packages directory is not on the interpreter's path by itself.
         self._paths = tuple(str(p) for p in env.site_paths()) if env.kind == "site-packages" else ()
         self._checks = tuple(checks)
@@ -87,6 +94,21 @@ class ImportVerifier:
         res = self._verify.verify(self._python, self.baseline, env_root=self._env.root,
                                   jobs=self._jobs, timeout=self._timeout)
         return [Failure(f.kind, f.name, f.distribution, f.error) for f in res.failures]
+
+
+def _intentionally_removed(plan: Plan) -> set[str]:
+    """Top-level module names whose whole file or directory the plan removes."""
+    names: set[str] = set()
+    sites = plan.inventory.env.site_packages
+    for a in plan.actions:
+        for site in sites:
+            if site and not a.path.startswith(site + "/"):
+                continue
+            sub = a.path[len(site) + 1:] if site else a.path
+            if "/" in sub:
+                continue
+            names.add(sub[:-3] if sub.endswith(".py") else sub.split(".", 1)[0])
+    return names
 
 
 def _load_traces(paths: Sequence[str], env: Environment) -> tuple[PlanOptions, list[tuple[str, ...]]]:
@@ -141,12 +163,12 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     elif env.python is None:
         status = ("skipped: no interpreter found for this environment; "
                   "pass --python EXE to verify a --target or site-packages directory")
-        warnings.append(status)
+        warnings.append(f"verification {status}")
     else:
         checks = list(request.checks)
         if profile.trace_minimal:
             checks += [" ".join(_shell_quote(a) for a in c) for c in trace_commands]
-        verifier = ImportVerifier(env, inventory, checks, jobs=request.jobs, timeout=request.timeout)
+        verifier = ImportVerifier(env, plan, checks, jobs=request.jobs, timeout=request.timeout)
 
     prepare = None
     if strip:

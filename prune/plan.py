@@ -225,38 +225,41 @@ def _decide_distributions(
         return ()
     from .graph import decide_distributions
 
-    imports = _distribution_imports(inv, sources, profile, options, knowledge)
-    decision = decide_distributions(
-        inv.distributions,
-        marker_env=inv.env.marker_environment(),
-        roots=list(options.roots) if options.roots else None,
-        removable=list(profile.remove_distributions),
-        dev_tools=list(knowledge.dev_tools) if profile.remove_dev_tools else None,
-        keep=list(options.keep_dists),
-        remove=list(options.remove_dists),
-        force=options.force,
-        imports=imports,
-        sizes=sizes,
-    )
-    return tuple(decision.decisions)
+    def decide(imports: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[DistDecision, ...]:
+        decision = decide_distributions(
+            inv.distributions,
+            marker_env=inv.env.marker_environment(),
+            roots=list(options.roots) if options.roots else None,
+            removable=list(profile.remove_distributions),
+            dev_tools=list(knowledge.dev_tools) if profile.remove_dev_tools else None,
+            keep=list(options.keep_dists),
+            remove=list(options.remove_dists),
+            force=options.force,
+            imports=imports,
+            sizes=sizes,
+        )
+        return tuple(decision.decisions)
+
+    # Imports can only keep distributions, never remove them: so a first pass without
+    # them bounds the set whose modules the (costly) source scan has to look for.
+    first = decide({})
+    maybe = {d.name for d in first if d.remove}
+    if not maybe:
+        return first
+    return decide(_distribution_imports(inv, sources, maybe))
 
 
 def _distribution_imports(
-    inv: Inventory, sources: SourceReader, profile: Profile, options: PlanOptions,
-    knowledge: Knowledge,
+    inv: Inventory, sources: SourceReader, maybe: "set[str]",
 ) -> dict[str, list[tuple[str, str]]]:
-    """distribution -> [(imported top-level module, file)] for imports of *other*
-    distributions' top-level modules that might be removed.
+    """distribution -> [(imported top-level module, file)] for imports of the top-level
+    modules of the distributions in ``maybe`` (those that might be removed).
 
-    Only modules of possibly-removed distributions matter, so each source file is first
-    checked for those names as bytes (cheap) and parsed only on a hit. Test directories
-    are skipped: code that only tests imports does not keep a distribution.
+    Each source file is first checked for those names as bytes (cheap) and parsed only on
+    a hit. Test directories are skipped: code that only tests imports does not keep a
+    distribution.
     """
     candidates: dict[str, str] = {}
-    maybe = set(canonicalize_name(n) for n in profile.remove_distributions)
-    maybe |= {canonicalize_name(n) for n in options.remove_dists}
-    if profile.remove_dev_tools or options.roots:
-        maybe |= {d.name for d in inv.distributions}
     for dist in inv.distributions:
         if dist.name not in maybe:
             continue
@@ -382,6 +385,10 @@ def build_plan(
             owner = top_owner.get((site, sub.split("/", 1)[0]), "")
         st = _FileState(fe, site, sub, owner)
         states.append(st)
+        # In a prefix (/usr/local) only site-packages and the scripts in bin/ are ours: other
+        # prefix directories (share/, include/) may belong to the system.
+        if env.kind == "prefix" and site is None and not fe.path.startswith("bin/"):
+            continue
 
         if owner in removed_dists:
             st.remove_key = ("distribution", owner, "profile" if owner in profile.remove_distributions
@@ -395,7 +402,9 @@ def build_plan(
                 continue
             if scope == "root" and site is not None:
                 continue
-            if m.match(sub):
+            # A symlink to a directory matches directory patterns ("tests/") as the link
+            # itself: only the link is ever removed, never what it points at.
+            if m.match(sub) or (fe.is_link and m.match(sub + "/")):
                 st.remove_rule = m
 
         gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
@@ -611,7 +620,8 @@ def _collapse(
             structural.add("/".join(parts[:i]))
     structural |= {"bin", "lib", "lib64", "include", "share"} if inv.env.kind == "prefix" else {"bin", "lib", "lib64"}
     for d in inv.distributions:
-        structural.add(d.metadata_dir)
+        if d.name not in removed_dists:
+            structural.add(d.metadata_dir)
     for st in states:
         path = st.entry.path
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
@@ -633,7 +643,7 @@ def _collapse(
     for d in sorted(total, key=lambda x: x.count("/")):
         if d in structural or not d:
             continue
-        if removed[d] == total[d] and len(keys[d]) == 1:
+        if removed[d] == total[d] and len(keys[d]) == 1 and _dir_goes_whole(d, next(iter(keys[d])), matcher_for, sites):
             parent = d.rsplit("/", 1)[0] if "/" in d else ""
             if parent in whole:
                 continue
@@ -668,6 +678,28 @@ def _collapse(
                                removed_dists, st.sub))
     actions.sort(key=lambda a: a.path)
     return tuple(actions)
+
+
+def _dir_goes_whole(
+    d: str, key: tuple[str, str, str, str, bool], matcher_for: Mapping[str, _Matcher], sites: Sequence[str]
+) -> bool:
+    """Whether a directory whose files all go may itself go.
+
+    Yes when its whole distribution goes, when trace-gated data or minimal removes it, or
+    when the rule's pattern matches the directory itself ("tests/", "__pycache__/"). A
+    directory emptied by file patterns ("*.pc") stays: an empty directory is still an
+    importable namespace package, and entry points may name it (numpy's
+    ``numpy._core.lib.pkgconfig`` entry point taught us this).
+    """
+    rule_id = key[0]
+    if rule_id == "distribution" or rule_id.startswith("optional:") or rule_id == "minimal-untraced":
+        return True
+    m = matcher_for.get(rule_id)
+    if m is None:
+        return False
+    found = _site_relative(d, sites)
+    sub = found[1] if found else d
+    return m.match(sub + "/")
 
 
 def _action(

@@ -115,7 +115,7 @@ def test_explain(env: Path) -> None:
     plan = plan_for(env, "aggressive")
     assert "rule 'bytecode'" in explain(plan, f"{SITE}/pkg/__pycache__/core.cpython-311.pyc")
     assert "sourceless" in explain(plan, f"{SITE}/pkg/legacy.pyc")
-    assert "no rule" in explain(plan, f"{SITE}/pkg/core.py")
+    assert "stays" in explain(plan, f"{SITE}/pkg/core.py")
 
 
 def test_record_updates_listed_for_touched_distributions(env: Path) -> None:
