@@ -361,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.exit(2)
         return 2
     try:
-        cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
     except PruneError as exc:
         click.echo(f"venv-prune: error: {exc}", err=True)
         code = exc.exit_code
@@ -382,7 +382,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         click.echo("venv-prune: interrupted", err=True)
         code = 130
     else:
-        code = 0
+        # standalone_mode=False hands back ctx.exit(n) codes as the return value.
+        code = rv if isinstance(rv, int) else 0
     if argv is None:
         sys.exit(code)
     return code

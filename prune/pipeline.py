@@ -111,21 +111,36 @@ def _intentionally_removed(plan: Plan) -> set[str]:
     return names
 
 
-def _load_traces(paths: Sequence[str], env: Environment) -> tuple[PlanOptions, list[tuple[str, ...]]]:
+def _load_traces(paths: Sequence[str]) -> tuple[PlanOptions, list[str]]:
+    """Merge ``--keep-from`` traces into plan options, and the traced commands as shell
+    checks (``cd CWD && ARGV``) that minimal re-runs during verification."""
+    import shlex
+
     from .trace import load_trace
 
-    reached: set[str] = set()
+    used: set[str] = set()
+    dirs: set[str] = set()
     modules: set[str] = set()
+    checks: list[str] = []
     commands: list[tuple[str, ...]] = []
     for p in paths:
         t = load_trace(Path(p))
-        reached |= set(t.reached_paths())
+        # Files actually used (not merely listed): botocore lists every service directory
+        # but reads only the models it loads.
+        used |= set(t.used_paths())
+        dirs |= set(t.dirs)
         modules |= set(t.module_names())
-        for c in t.commands_run():
-            commands.append(tuple(c))
-    opts = PlanOptions(trace_paths=frozenset(reached), trace_modules=frozenset(modules), has_trace=True,
+        for c in t.traced_commands():
+            commands.append(tuple(c.argv))
+            check = " ".join(shlex.quote(a) for a in c.argv)
+            if c.cwd:
+                check = f"cd {shlex.quote(c.cwd)} && {check}"
+            if c.exit_code == 0 and check not in checks:
+                checks.append(check)
+    opts = PlanOptions(trace_paths=frozenset(used), trace_dirs=frozenset(dirs),
+                       trace_modules=frozenset(modules), has_trace=True,
                        trace_commands=tuple(commands))
-    return opts, commands
+    return opts, checks
 
 
 def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcome:
@@ -143,11 +158,12 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
         warnings.append(f"{env.root} is the environment venv-prune itself runs from; "
                         "pruning it may remove the tool's own dependencies")
     options = request.options
-    trace_commands: list[tuple[str, ...]] = []
+    trace_checks: list[str] = []
     if request.traces:
-        topts, trace_commands = _load_traces(request.traces, env)
-        options = replace(options, trace_paths=topts.trace_paths, trace_modules=topts.trace_modules,
-                          has_trace=True, trace_commands=topts.trace_commands)
+        topts, trace_checks = _load_traces(request.traces)
+        options = replace(options, trace_paths=topts.trace_paths, trace_dirs=topts.trace_dirs,
+                          trace_modules=topts.trace_modules, has_trace=True,
+                          trace_commands=topts.trace_commands)
     inventory = scan(env, progress=progress)
     plan = build_plan(inventory, profile, options)
     strip = profile.strip if request.strip is None else request.strip
@@ -167,7 +183,7 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     else:
         checks = list(request.checks)
         if profile.trace_minimal:
-            checks += [" ".join(_shell_quote(a) for a in c) for c in trace_commands]
+            checks += trace_checks
         verifier = ImportVerifier(env, plan, checks, jobs=request.jobs, timeout=request.timeout)
 
     prepare = None
@@ -194,12 +210,6 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     extras = Extras(dry_run=False, verification=status, timings=result.timings, stripped=stripped,
                     warnings=tuple(warnings))
     return Outcome(plan, result, extras, tuple(warnings))
-
-
-def _shell_quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def _is_own_environment(env: Environment) -> bool:

@@ -48,7 +48,8 @@ class PlanOptions:
     ``keep_modules``: dotted module names kept whole. ``roots``: explicit root distributions
     (None: REQUESTED ones). ``keep_dists``/``remove_dists``: overrides; ``force`` allows
     removing a distribution something requires. ``bytecode``: overrides the profile's.
-    ``trace_paths``/``trace_modules``: what traces reached (``--keep-from``).
+    ``trace_paths``/``trace_modules``: files used and modules imported by traced runs
+    (``--keep-from``); ``trace_dirs``: directories they listed (kept as directories).
     ``trace_commands``: the commands the traces ran, re-run as checks by verification.
     """
 
@@ -61,6 +62,7 @@ class PlanOptions:
     force: bool = False
     bytecode: Optional[str] = None
     trace_paths: frozenset[str] = frozenset()
+    trace_dirs: frozenset[str] = frozenset()
     trace_modules: frozenset[str] = frozenset()
     has_trace: bool = False
     trace_commands: tuple[tuple[str, ...], ...] = field(default=())
@@ -424,7 +426,7 @@ def build_plan(
 
     _import_check(states, sources, diagnostics)
 
-    actions = _collapse(states, inventory, removed_dists, env.site_packages)
+    actions = _collapse(states, inventory, removed_dists, env.site_packages, options.trace_dirs)
     kept = tuple(
         Keep(st.entry.path, st.entry.size, st.remove_rule.rule.id, st.saved_by, st.saved_reason, st.owner)
         for st in states if st.saved_by and st.remove_rule is not None
@@ -605,7 +607,7 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
 
 def _collapse(
     states: list[_FileState], inv: Inventory, removed_dists: Mapping[str, DistDecision],
-    sites: Sequence[str],
+    sites: Sequence[str], listed: frozenset[str] = frozenset(),
 ) -> tuple[Action, ...]:
     """Turn per-file decisions into actions; a directory whose every file goes (for one rule
     and one owner) becomes a single action."""
@@ -641,7 +643,8 @@ def _collapse(
 
     whole: set[str] = set()
     for d in sorted(total, key=lambda x: x.count("/")):
-        if d in structural or not d:
+        if d in structural or not d or d in listed:
+            # A directory a traced run listed must still exist afterwards, even empty.
             continue
         if removed[d] == total[d] and len(keys[d]) == 1 and _dir_goes_whole(d, next(iter(keys[d])), matcher_for, sites):
             parent = d.rsplit("/", 1)[0] if "/" in d else ""

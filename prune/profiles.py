@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 BUILTIN_PROFILES = ("safe", "standard", "aggressive", "minimal")
-_PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 _SCOPES = ("any", "site", "root")
 _BYTECODE = ("drop", "keep", "compile")
 _SETTINGS: dict[str, type] = {
@@ -62,12 +61,25 @@ def compile_patterns(lines: "list[str] | tuple[str, ...]") -> PathSpec:
         return PathSpec.from_lines("gitwildmatch", list(lines))
 
 
-def _profile_dir() -> Path:
-    # Installed wheels carry the data as the subpackage prune.profiles; a source checkout
-    # run without installing has it at the repository root.
-    if _PROFILE_DIR.is_dir():
-        return _PROFILE_DIR
-    return Path(__file__).resolve().parent.parent / "profiles"
+def _builtin_bytes(filename: str) -> bytes:
+    """A data file shipped with the package (``profiles/`` in the repository, installed as
+    the ``prune.profile_data`` package). importlib.resources also reads it from a zipapp."""
+    from importlib import resources
+
+    try:
+        return resources.files("prune.profile_data").joinpath(filename).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        # A source checkout used without installing: the data sits at the repository root.
+        return (Path(__file__).resolve().parent.parent / "profiles" / filename).read_bytes()
+
+
+def _builtin_toml(filename: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(_builtin_bytes(filename).decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - our own data
+        raise ProfileError(f"built-in {filename} is not valid TOML ({exc}); reinstall venv-prune") from exc
 
 
 @dataclass(frozen=True)
@@ -214,8 +226,8 @@ def _parse(data: dict[str, Any], origin: str, problems: list[str]) -> tuple[dict
 def _load_data(ref: str, *, base: Optional[Path], seen: tuple[str, ...]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
     """Return the chain of (profile name, raw data), parents first."""
     if ref in BUILTIN_PROFILES and not ref.endswith(".toml"):
-        path = _profile_dir() / f"{ref}.toml"
-        data = _read_toml(path)
+        path = Path(f"{ref}.toml")
+        data = _builtin_toml(f"{ref}.toml")
         name = ref
         source = f"built-in:{ref}"
     else:
@@ -309,7 +321,7 @@ def list_profiles() -> list[tuple[str, str]]:
 
 def load_knowledge() -> Knowledge:
     """The knowledge base (protected data, optional data) and the development-tool list."""
-    data = _read_toml(_profile_dir() / "knowledge.toml")
+    data = _builtin_toml("knowledge.toml")
     protect = tuple(
         Protection(
             id=str(p["id"]), patterns=tuple(p["patterns"]), reason=str(p.get("reason", "")),
@@ -326,9 +338,8 @@ def load_knowledge() -> Knowledge:
         for o in data.get("optional", [])
     )
     dev_tools: tuple[str, ...] = ()
-    dev_path = _profile_dir() / "devtools.toml"
-    if dev_path.is_file():
-        dev = _read_toml(dev_path)
+    dev = _builtin_toml("devtools.toml")
+    if dev:
         names: list[str] = []
         for entry in dev.get("tool", dev.get("tools", [])):
             if isinstance(entry, dict) and "name" in entry:
