@@ -240,7 +240,7 @@ def _strip_preparer(
 
     def prepare(scratch: Path) -> list[Replacement]:
         candidates = stripmod.find_strip_candidates(env.root, paths)
-        todo = [c for c in candidates if not getattr(c, "skip_reason", None)]
+        todo = [c for c in candidates if c.strippable]
         if progress:
             progress(f"stripping {len(todo)} ELF files (copies, each re-checked)")
         out: list[Replacement] = []
@@ -254,8 +254,9 @@ def _strip_preparer(
             if saved <= 0:
                 os.unlink(dst)
                 continue
-            module = stripmod.elf_module_name(_site_sub(cand.path, env))
-            err = stripmod.check_loads(env.python, dst, module)
+            # origin=src: the copy must resolve $ORIGIN libraries (torch/lib) as the original does.
+            err = stripmod.check_loads(env.python, dst, cand.module, origin=src,
+                                       sys_path=env.site_paths() if env.kind == "site-packages" else ())
             if err is not None:
                 os.unlink(dst)
                 continue

@@ -41,7 +41,7 @@ def test_contents(pyz: Path) -> None:
     assert names == sorted(names)
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
     for required in ("__main__.py", "prune/__init__.py", "prune/strip.py", "prune/pack.py",
-                     "prune/libs.py", "prune/profiles/safe.toml", "prune/profiles/knowledge.toml",
+                     "prune/libs.py", "prune/profile_data/safe.toml", "prune/profile_data/knowledge.toml",
                      "click/__init__.py", "packaging/markers.py", "pathspec/__init__.py",
                      "importlib_metadata/__init__.py", "zipp/__init__.py",
                      "elftools/elf/elffile.py", "tomli/__init__.py"):
