@@ -125,23 +125,29 @@ Examples:
 @click.option("--remove", multiple=True, metavar="PATTERN", help="Also remove what matches. Repeatable.")
 @click.option("--keep-module", multiple=True, metavar="NAME", help="Keep a module (a package: all of it).")
 @click.option("--keep-from", multiple=True, metavar="TRACE", help="Keep everything a trace reached. Repeatable.")
-@click.option("--root", "roots", multiple=True, metavar="DIST", help="The application's distribution(s); what they do not need may go.")
+@click.option("--root", "roots", multiple=True, metavar="DIST",
+              help="The application's distribution(s); what they do not need may go.")
 @click.option("--requirements", metavar="FILE", help="Roots from a requirements file or pyproject.toml.")
-@click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional dependency group of --requirements pyproject.")
+@click.option("--extra", "extras", multiple=True, metavar="NAME",
+              help="Optional dependency group of --requirements pyproject.")
 @click.option("--keep-dist", multiple=True, metavar="DIST", help="Never remove this distribution.")
 @click.option("--remove-dist", multiple=True, metavar="DIST", help="Remove this distribution.")
 @click.option("--force", is_flag=True, help="Allow --remove-dist of a distribution something requires.")
 @click.option("--no-verify", is_flag=True, help="Skip the import check before/after (not recommended).")
-@click.option("--check", "checks", multiple=True, metavar="CMD", help="Smoke command run before and after; must keep passing.")
+@click.option("--check", "checks", multiple=True, metavar="CMD",
+              help="Smoke command run before and after; must keep passing.")
 @click.option("--python", metavar="EXE", help="Interpreter for verification (prefix or --target dirs).")
 @click.option("--strip/--no-strip", default=None, help="Strip debug symbols from ELF files (default: profile).")
-@click.option("--bytecode", type=click.Choice(["drop", "keep", "compile"]), default=None, help="What to do with bytecode (default: profile's, drop).")
+@click.option("--bytecode", type=click.Choice(["drop", "keep", "compile"]), default=None,
+              help="What to do with bytecode (default: profile's, drop).")
 @click.option("--optimize", type=click.IntRange(0, 2), default=0, help="Optimisation level for --bytecode compile.")
 @click.option("--output", "-o", metavar="DIR", help="Prune a copy at DIR; leave PATH untouched.")
 @click.option("--relocate", metavar="PREFIX", help="With --output: rewrite scripts and pyvenv.cfg for this final path.")
-@click.option("--explain", "explain_paths", multiple=True, metavar="PATH", help="Say why PATH goes or stays; change nothing.")
+@click.option("--explain", "explain_paths", multiple=True, metavar="PATH",
+              help="Say why PATH goes or stays; change nothing.")
 @click.option("--max-size", metavar="SIZE", help="Exit 1 after the report if the result is larger (500MB, 1.5GiB).")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel verification workers.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Parallel verification workers.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress; only errors and the report.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every action and diagnostic.")
 def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool, fmt: str,
@@ -190,9 +196,9 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
     try:
         outcome = run(request, progress=progress)
     except VerificationFailed as exc:
-        outcome = getattr(exc, "outcome", None)
-        if outcome is not None:
-            _emit(render(outcome.plan, fmt, outcome.extras, verbose=verbose), report_file)
+        failed = getattr(exc, "outcome", None)
+        if failed is not None:
+            _emit(render(failed.plan, fmt, failed.extras, verbose=verbose), report_file)
         raise
     if explain_paths:
         from .plan import explain

@@ -141,7 +141,7 @@ def _looks_like_site_packages(path: Path) -> bool:
         return False
 
 
-def locate(path: "str | os.PathLike[str]", *, python: "str | os.PathLike[str] | None" = None) -> Environment:
+def locate(path: str | os.PathLike[str], *, python: str | os.PathLike[str] | None = None) -> Environment:
     """Work out what kind of Python environment ``path`` is.
 
     :param path: a venv root, a Python prefix such as ``/usr/local``, or a site-packages /

@@ -16,9 +16,9 @@ from typing import Any, Optional
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
 from .errors import UsageError, VerificationFailed
-from .model import Inventory, Plan
+from .model import Plan
 from .plan import PlanOptions, build_plan
-from .profiles import Profile, load_profile
+from .profiles import load_profile
 from .report import Extras
 from .scan import scan
 

@@ -36,7 +36,7 @@ class SourceReader(Protocol):
     def imports(self, path: str) -> frozenset[str]:
         """Absolute module names imported by the module at ``path`` (relative to the root)."""
 
-    def contains(self, path: str, needles: "tuple[bytes, ...]") -> bool:
+    def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         """Whether the file mentions any of ``needles`` (a cheap pre-filter)."""
 
 
@@ -71,7 +71,7 @@ class PlanOptions:
 class DiskSources:
     """Reads sources from the environment on demand, caching the parsed imports."""
 
-    def __init__(self, root: "os.PathLike[str] | str", inventory: Optional[Inventory] = None) -> None:
+    def __init__(self, root: os.PathLike[str] | str, inventory: Optional[Inventory] = None) -> None:
         self._root = os.fspath(root)
         self._cache: dict[str, frozenset[str]] = {}
         self._bytes: dict[str, bytes] = {}
@@ -89,7 +89,7 @@ class DiskSources:
                 self._bytes[path] = data
         return data
 
-    def contains(self, path: str, needles: "tuple[bytes, ...]") -> bool:
+    def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         data = self._read(path)
         return any(n in data for n in needles)
 
@@ -120,7 +120,7 @@ def _site_relative(path: str, sites: Sequence[str]) -> Optional[tuple[str, str]]
     return None
 
 
-def _fast_regex(rule: Rule) -> "Optional[re.Pattern[str]]":
+def _fast_regex(rule: Rule) -> Optional[re.Pattern[str]]:
     """One combined regex for a rule without negations (pathspec compiles each pattern).
 
     pathspec gives every pattern a named group; names must be unique in one regex, so the
@@ -252,7 +252,7 @@ def _decide_distributions(
 
 
 def _distribution_imports(
-    inv: Inventory, sources: SourceReader, maybe: "set[str]",
+    inv: Inventory, sources: SourceReader, maybe: set[str],
 ) -> dict[str, list[tuple[str, str]]]:
     """distribution -> [(imported top-level module, file)] for imports of the top-level
     modules of the distributions in ``maybe`` (those that might be removed).
@@ -293,7 +293,7 @@ def _distribution_imports(
     return {k: sorted(set(v)) for k, v in result.items()}
 
 
-def _dist_top_levels(dist: "object", sites: Sequence[str]) -> set[str]:
+def _dist_top_levels(dist: object, sites: Sequence[str]) -> set[str]:
     from .model import Distribution
 
     assert isinstance(dist, Distribution)
@@ -621,9 +621,9 @@ def _collapse(
         for i in range(len(parts) + 1):
             structural.add("/".join(parts[:i]))
     structural |= {"bin", "lib", "lib64", "include", "share"} if inv.env.kind == "prefix" else {"bin", "lib", "lib64"}
-    for d in inv.distributions:
-        if d.name not in removed_dists:
-            structural.add(d.metadata_dir)
+    for dist in inv.distributions:
+        if dist.name not in removed_dists:
+            structural.add(dist.metadata_dir)
     for st in states:
         path = st.entry.path
         parent = path.rsplit("/", 1)[0] if "/" in path else ""

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pathspec import PathSpec
-from pathspec.patterns.gitwildmatch import GitWildMatchPatternError
 
 from .errors import ProfileError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "Rule",
@@ -52,7 +51,7 @@ _SETTINGS: dict[str, type] = {
 }
 
 
-def compile_patterns(lines: "list[str] | tuple[str, ...]") -> PathSpec:
+def compile_patterns(lines: list[str] | tuple[str, ...]) -> PathSpec[Any]:
     """Compile gitwildmatch lines. pathspec 1.x calls the style "gitignore" and deprecates
     the old "gitwildmatch" name; older releases only know the old one."""
     try:
@@ -75,7 +74,8 @@ def _builtin_bytes(filename: str) -> bytes:
 
 def _builtin_toml(filename: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(_builtin_bytes(filename).decode("utf-8"))
+        data: dict[str, Any] = tomllib.loads(_builtin_bytes(filename).decode("utf-8"))
+        return data
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as exc:  # pragma: no cover - our own data
@@ -99,11 +99,11 @@ class Rule:
     scope: str = "any"
     import_check: bool = False
     profile: str = ""
-    spec: PathSpec = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    spec: PathSpec[Any] = field(compare=False, repr=False, default=None)  # type: ignore[arg-type]
 
 
 def make_rule(
-    id: str, action: str, patterns: "tuple[str, ...] | list[str]", reason: str, *,
+    id: str, action: str, patterns: tuple[str, ...] | list[str], reason: str, *,
     scope: str = "any", import_check: bool = False, profile: str = "",
 ) -> Rule:
     """Build a rule, compiling its patterns.
@@ -117,7 +117,7 @@ def make_rule(
         problems.append(f"rule {id!r}: scope must be one of {', '.join(_SCOPES)}, not {scope!r}")
     try:
         spec = compile_patterns(list(patterns))
-    except (GitWildMatchPatternError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # pathspec's pattern errors are ValueErrors
         problems.append(f"rule {id!r}: bad pattern: {exc}")
         spec = PathSpec([])
     if problems:
@@ -142,7 +142,7 @@ class Profile:
     trace_minimal: bool = False
     source: str = ""
 
-    def with_rules(self, extra: "tuple[Rule, ...]") -> "Profile":
+    def with_rules(self, extra: tuple[Rule, ...]) -> Profile:
         return replace(self, rules=self.rules + extra)
 
 
@@ -153,7 +153,7 @@ class Protection:
     reason: str
     source: str
     when: tuple[str, ...]
-    spec: PathSpec = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    spec: PathSpec[Any] = field(compare=False, repr=False, default=None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ class Knowledge:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile file; pass a built-in name "
                            f"({', '.join(BUILTIN_PROFILES)}) or an existing .toml file") from None
@@ -223,7 +224,9 @@ def _parse(data: dict[str, Any], origin: str, problems: list[str]) -> tuple[dict
     return settings, [r for r in rules if isinstance(r, dict)]
 
 
-def _load_data(ref: str, *, base: Optional[Path], seen: tuple[str, ...]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+def _load_data(
+    ref: str, *, base: Optional[Path], seen: tuple[str, ...]
+) -> tuple[list[tuple[str, dict[str, Any]]], str]:
     """Return the chain of (profile name, raw data), parents first."""
     if ref in BUILTIN_PROFILES and not ref.endswith(".toml"):
         path = Path(f"{ref}.toml")

@@ -88,6 +88,13 @@ def _load_distribution(
     env: Environment, site: str, meta_rel: str, diags: list[Diagnostic]
 ) -> Optional[Distribution]:
     meta_path = env.root / meta_rel
+    if meta_path.is_dir() and not any((meta_path / n).is_file() for n in ("METADATA", "PKG-INFO")):
+        diags.append(
+            Diagnostic("warning", "missing-metadata",
+                       "no METADATA; its files are treated as unowned and its metadata directory is kept",
+                       meta_rel)
+        )
+        return None
     dist = importlib_metadata.Distribution.at(meta_path)
     try:
         metadata = dist.metadata

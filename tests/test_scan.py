@@ -1,0 +1,116 @@
+"""Scanning: tolerant of broken metadata and hostile trees; never follows links."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from prune.env import locate
+from prune.errors import EnvironmentNotFound, UsageError
+from prune.plan import build_plan
+from prune.profiles import load_profile
+from prune.scan import scan
+from synth import SITE, add_dist, make_venv_tree
+
+
+def codes(inv) -> set[str]:  # type: ignore[no-untyped-def]
+    return {d.code for d in inv.diagnostics}
+
+
+def test_distributions_files_and_owners(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "My_Pkg", {"my_pkg/__init__.py": "", "my_pkg/data.txt": "x"},
+             requires=("requests>=2; python_version >= '3.8'",), scripts=("my-cli",))
+    (root / SITE / "stray.py").write_text("")
+    inv = scan(locate(root))
+    (dist,) = inv.distributions
+    assert dist.name == "my-pkg" and dist.display_name == "My_Pkg" and dist.requested
+    assert dist.requires == ("requests>=2; python_version >= '3.8'",)
+    assert f"{SITE}/my_pkg/__init__.py" in dist.files and "bin/my-cli" in dist.files
+    assert dist.console_scripts == ("my-cli",)
+    owners = {f.path: f.owner for f in inv.files}
+    assert owners[f"{SITE}/my_pkg/data.txt"] == "my-pkg"
+    assert owners["bin/my-cli"] == "my-pkg"
+    assert owners[f"{SITE}/stray.py"] is None
+
+
+def test_broken_metadata_becomes_diagnostics(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "good", {"good/__init__.py": ""})
+    md = add_dist(root, "badrecord", {"badrecord/__init__.py": ""})
+    (md / "RECORD").write_text('badrecord/__init__.py,"unterminated\n,,\n\x00garbage\n')
+    nometa = add_dist(root, "nometa", {"nometa/__init__.py": ""})
+    (nometa / "METADATA").unlink()
+    add_dist(root, "dup", {"dup/__init__.py": ""}, version="1.0")
+    add_dist(root, "dup", {"dup/__init__.py": ""}, version="2.0")
+    inv = scan(locate(root))
+    names = {d.name for d in inv.distributions}
+    assert {"good", "dup"} <= names and "nometa" not in names
+    assert {"missing-metadata", "duplicate-distribution"} <= codes(inv)
+    assert inv.distribution("dup").version == "2.0"  # type: ignore[union-attr]
+    plan = build_plan(inv, load_profile("aggressive"))
+    assert not any(".dist-info" in a.path for a in plan.actions), "metadata of odd dists must stay"
+
+
+def test_symlink_loops_and_links_out_are_not_followed(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {"pkg/__init__.py": ""})
+    os.symlink("loop", root / SITE / "pkg" / "loop")
+    os.symlink("/etc", root / SITE / "pkg" / "tests")
+    inv = scan(locate(root))
+    links = {f.path for f in inv.files if f.is_link}
+    assert {f"{SITE}/pkg/loop", f"{SITE}/pkg/tests"} <= links
+    assert not any(f.path.startswith(f"{SITE}/pkg/tests/") for f in inv.files)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="non-UTF-8 names need a byte-oriented filesystem")
+def test_non_utf8_names_survive_scan_plan_and_report(tmp_path: Path) -> None:
+    from prune.report import render
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {"pkg/__init__.py": ""})
+    tests = root / SITE / "pkg" / "tests"
+    tests.mkdir()
+    weird = os.fsdecode(b"caf\xe9.py")
+    (tests / weird).write_text("")
+    inv = scan(locate(root))
+    plan = build_plan(inv, load_profile("safe"))
+    assert any(a.path == f"{SITE}/pkg/tests" for a in plan.actions)
+    assert "caf" in render(plan, "json", verbose=True) or render(plan, "json")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
+def test_unreadable_directory_is_a_diagnostic(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    locked = root / SITE / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        assert "unreadable-dir" in codes(scan(locate(root)))
+    finally:
+        locked.chmod(0o755)
+
+
+def test_locate_kinds_and_errors(tmp_path: Path) -> None:
+    venv = make_venv_tree(tmp_path / "v")
+    assert locate(venv).kind == "venv"
+    assert locate(venv / SITE).kind == "site-packages"
+    assert locate(sys.base_prefix).kind == "prefix"
+    with pytest.raises(EnvironmentNotFound):
+        locate(tmp_path / "missing")
+    with pytest.raises(UsageError):
+        locate("/")
+    with pytest.raises(UsageError, match="--python"):
+        locate(venv, python=tmp_path / "nope")
+
+
+def test_lib64_link_is_not_scanned_twice(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    os.symlink("lib", root / "lib64")
+    add_dist(root, "pkg", {"pkg/__init__.py": ""})
+    env = locate(root)
+    assert env.site_packages == (SITE,)
+    assert sum(1 for f in scan(env).files if f.path.endswith("pkg/__init__.py")) == 1
