@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -537,3 +538,29 @@ def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
                              capture_output=True, text=True, cwd=tmp, timeout=300, check=False)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "did you mean flask" in bad.stderr
+
+
+def test_fs_real_venv_keeps_setuptools(venvs: object) -> None:
+    from prune.cli_graph import distribution_imports
+    from prune.env import locate
+    from prune.scan import scan
+
+    env = locate(venvs.pristine(["fs", "setuptools<70"]))  # type: ignore[attr-defined]
+    inv = scan(env)
+    imports = distribution_imports(inv)
+    assert any(m == "pkg_resources" and f.endswith("fs/__init__.py") for m, f in imports["fs"])
+    for roots in (None, ["fs"]):
+        for dev in (None, _dev_tools()):
+            decision = decide_distributions(
+                inv.distributions, marker_env=env.marker_environment(), roots=roots,
+                removable=["pip", "setuptools", "wheel"], dev_tools=dev, imports=imports)
+            kept = decision.decision("setuptools")
+            assert kept is not None and not kept.remove
+            assert kept.reason.startswith("kept: required by fs 2.4.16") or (
+                "imports pkg_resources" in kept.reason)
+    # Without the declared requirement, the import alone keeps it.
+    bare = [d if d.name != "fs" else replace(d, requires=()) for d in inv.distributions]
+    decision = decide_distributions(bare, marker_env=env.marker_environment(), roots=["fs"],
+                                    removable=["setuptools"], imports=imports)
+    reason = decision.decision("setuptools").reason  # type: ignore[union-attr]
+    assert reason.startswith("kept: fs 2.4.16 imports pkg_resources (lib/python")

@@ -1,0 +1,209 @@
+"""``venv-prune graph PATH``: the distribution graph, its roots, and what could go and why.
+
+Read-only. The decisions shown are exactly the ones a prune with the same profile and roots
+would make (:func:`prune.graph.decide_distributions`); this command only renders them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import UsageError
+from .graph import GraphDecision, decide_distributions, project_name, roots_from_requirements
+from .imports import module_name_for, required_modules
+from .model import Inventory
+
+__all__ = ["distribution_imports", "distribution_sizes", "graph_command"]
+
+_ROOT_SOURCES = {
+    "explicit": "named explicitly",
+    "requested": "REQUESTED: installed by name",
+    "all": "nothing is marked REQUESTED, so every distribution counts",
+}
+
+
+def distribution_sizes(inventory: Inventory) -> dict[str, int]:
+    """Bytes each distribution occupies: the sizes of the files it owns."""
+    sizes: dict[str, int] = {}
+    for fe in inventory.files:
+        if fe.owner:
+            sizes[fe.owner] = sizes.get(fe.owner, 0) + fe.size
+    return sizes
+
+
+def distribution_imports(inventory: Inventory) -> dict[str, list[tuple[str, str]]]:
+    """distribution -> ``(required module, file)`` for every Python file it owns.
+
+    Optional imports (``try: import x except ImportError``) and ``if TYPE_CHECKING:``
+    imports do not count (:func:`prune.imports.required_modules`). Files under
+    ``tests``/``test`` directories are skipped: code only tests run does not keep a
+    distribution (the prune plan applies the same rule).
+    """
+    sites = sorted(inventory.env.site_packages, key=len, reverse=True)
+    result: dict[str, set[tuple[str, str]]] = {}
+    for fe in inventory.files:
+        if fe.owner is None or fe.is_link or not fe.path.endswith(".py"):
+            continue
+        if "/tests/" in fe.path or "/test/" in fe.path:
+            continue
+        rel = next((fe.path[len(s) + 1:] for s in sites if s and fe.path.startswith(s + "/")),
+                   fe.path)
+        named = module_name_for(rel) or ("", False)
+        try:
+            source = (inventory.env.root / fe.path).read_bytes()
+        except OSError:
+            continue
+        for module in required_modules(source, named[0], named[1]):
+            result.setdefault(fe.owner, set()).add((module, fe.path))
+    return {name: sorted(pairs) for name, pairs in result.items()}
+
+
+def _summary(inventory: Inventory, decision: GraphDecision) -> dict[str, Any]:
+    """Everything the graph command shows, as plain data in a stable order."""
+    graph = decision.graph
+    env = inventory.env
+    version = env.python_version
+    reaches = {
+        root: sorted(graph.reachable([root]) - {root}) for root in decision.roots
+    }
+    candidates = set(decision.candidates)
+    return {
+        "environment": str(env.root),
+        "kind": env.kind,
+        "python_version": f"{version[0]}.{version[1]}" if version else None,
+        "root_source": decision.root_source,
+        "roots": list(decision.roots),
+        "reaches": reaches,
+        "candidates": list(decision.candidates),
+        "bytes_removed": decision.bytes_removed,
+        "distributions": [
+            {
+                "name": d.name,
+                "version": d.version,
+                "remove": d.remove,
+                "candidate": d.name in candidates,
+                "bytes": d.bytes,
+                "reason": d.reason,
+                "chain": list(d.chain),
+                "requires": [e.target for e in graph.requires[d.name]],
+                "required_by": sorted({e.source for e in graph.required_by[d.name]}),
+            }
+            for d in decision.decisions
+        ],
+        "missing": [list(m) for m in graph.missing],
+        "diagnostics": [
+            {"level": x.level, "code": x.code, "message": x.message, "path": x.path}
+            for x in (*inventory.diagnostics, *decision.diagnostics)
+        ],
+    }
+
+
+def _render_text(data: Mapping[str, Any]) -> str:
+    from .report import human_bytes
+
+    dists = data["distributions"]
+    labels = {d["name"]: f"{d['name']} {d['version']}" for d in dists}
+    width = max((len(v) for v in labels.values()), default=0)
+    version = f", Python {data['python_version']}" if data["python_version"] else ""
+    total = sum(d["bytes"] for d in dists)
+    roots = ", ".join(labels[r] for r in data["roots"]) or "none"
+    lines = [
+        (f"{data['environment']} ({data['kind']}{version}): {len(dists)} distributions, "
+        f"{human_bytes(total)}"),
+        f"roots ({_ROOT_SOURCES[data['root_source']]}): {roots}",
+    ]
+    if data["reaches"]:
+        lines += ["", "needed by each root:"]
+        for root, reached in data["reaches"].items():
+            lines.append(f"  {labels[root]}: {', '.join(reached) or 'nothing else'}")
+
+    def row(d: Mapping[str, Any]) -> str:
+        reason = d["reason"].split(": ", 1)[1] if ": " in d["reason"] else d["reason"]
+        return f"  {labels[d['name']]:<{width}}  {human_bytes(d['bytes']):>10}  {reason}"
+
+    gone = [d for d in dists if d["remove"]]
+    kept_candidates = [d for d in dists if d["candidate"] and not d["remove"]]
+    kept = [d for d in dists if not d["candidate"] and not d["remove"]]
+    lines += ["", f"removed ({len(gone)}, {human_bytes(data['bytes_removed'])}):"]
+    lines += [row(d) for d in gone] or ["  nothing"]
+    if kept_candidates:
+        size = human_bytes(sum(d["bytes"] for d in kept_candidates))
+        lines += ["", (f"removal candidates kept ({len(kept_candidates)}, {size}; only explicit "
+                  f"--root/--requirements remove them):")]
+        lines += [row(d) for d in kept_candidates]
+    lines += ["", f"kept ({len(kept)}):"]
+    lines += [row(d) for d in kept] or ["  nothing"]
+    if data["missing"]:
+        lines += ["", "required but not installed (markers hold for the target):"]
+        lines += [f"  {labels.get(name, name)}: {req}" for name, req in data["missing"]]
+    return "\n".join(lines)
+
+
+@click.command(
+    "graph",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--root", "roots", multiple=True, metavar="NAME",
+              help="A distribution the application needs (repeatable). With roots, every "
+                   "distribution they do not need is removed.")
+@click.option("--requirements", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Take roots from a requirements file or a pyproject.toml.")
+@click.option("--extra", "extras", multiple=True, metavar="NAME",
+              help="With --requirements pyproject.toml: also an optional-dependencies group.")
+@click.option("--profile", default="standard", show_default=True, metavar="NAME",
+              help="Profile deciding whether development tools and pip/setuptools/wheel go.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
+                  extras: tuple[str, ...], profile: str, fmt: str) -> None:
+    """Show the distribution graph of the environment at PATH: the roots, what each root
+    needs, and which distributions a prune would remove, with their sizes and why.
+
+    Roots are --root and --requirements names, else the distributions pip or uv marked
+    REQUESTED, else all of them. Development tools (pytest, mypy, black, ...) are never roots
+    by themselves. Nothing a kept distribution requires or imports is ever removed.
+
+    \b
+    Examples:
+      venv-prune graph /opt/venv
+      venv-prune graph /opt/venv --root flask --root gunicorn
+      venv-prune graph /opt/venv --requirements pyproject.toml --extra postgres
+      venv-prune graph /opt/venv --format json > graph.json
+    """
+    from .env import locate
+    from .profiles import load_knowledge, load_profile
+    from .scan import scan
+
+    if extras and requirements is None:
+        raise UsageError("--extra needs --requirements pyproject.toml")
+    env = locate(path)
+    marker_env = env.marker_environment()
+    chosen = load_profile(profile)
+    inventory = scan(env)
+    installed = {d.name for d in inventory.distributions}
+    root_names = list(roots)
+    if requirements is not None:
+        root_names += roots_from_requirements(requirements, extras, marker_env=marker_env)
+        own = project_name(requirements)
+        if own and own in installed:
+            root_names.append(own)
+    decision = decide_distributions(
+        inventory.distributions,
+        marker_env=marker_env,
+        roots=root_names or None,
+        removable=chosen.remove_distributions,
+        dev_tools=load_knowledge().dev_tools if chosen.remove_dev_tools else None,
+        imports=distribution_imports(inventory),
+        sizes=distribution_sizes(inventory),
+    )
+    data = _summary(inventory, decision)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(_render_text(data))
