@@ -66,14 +66,15 @@ class ImportVerifier:
         self._env = env
         self._python = env.python
         inventory = plan.inventory
-        gone = _intentionally_removed(plan)
+        gone = _RemovedModules(plan)
         removed_dists = {d.name for d in plan.distributions if d.remove}
-        # What the plan removes on purpose (a whole distribution, a whole top-level module)
-        # is not expected to import afterwards; everything else is.
+        # What the plan removes on purpose (a whole distribution, a module whose files it
+        # removes) is not expected to import afterwards; everything else is.
         self._modules = tuple(m for m in verify.importable_modules(inventory)
                               if m.distribution not in removed_dists and m.name not in gone)
         self._eps = tuple(e for e in verify.entry_point_targets(inventory)
-                          if e.distribution not in removed_dists)
+                          if e.distribution not in removed_dists
+                          and e.value.split(":", 1)[0].strip() not in gone)
         # A --target / site-packages directory is not on the interpreter's path by itself.
         self._paths = tuple(str(p) for p in env.site_paths()) if env.kind == "site-packages" else ()
         self._checks = tuple(checks)
@@ -96,19 +97,43 @@ class ImportVerifier:
         return [Failure(f.kind, f.name, f.distribution, f.error) for f in res.failures]
 
 
-def _intentionally_removed(plan: Plan) -> set[str]:
-    """Top-level module names whose whole file or directory the plan removes."""
-    names: set[str] = set()
-    sites = plan.inventory.env.site_packages
-    for a in plan.actions:
-        for site in sites:
-            if site and not a.path.startswith(site + "/"):
-                continue
-            sub = a.path[len(site) + 1:] if site else a.path
-            if "/" in sub:
-                continue
-            names.add(sub[:-3] if sub.endswith(".py") else sub.split(".", 1)[0])
-    return names
+class _RemovedModules:
+    """Answers "does the plan remove this module on purpose?" for dotted module names.
+
+    A module is removed on purpose when its file (``x.py``, ``x/__init__.py``, an extension
+    ``x.*.so``) or a directory above it is the target of an action. Verification does not
+    expect such modules (or entry points into them) to import afterwards; everything else
+    must. minimal removes untraced submodules this way.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        import bisect
+
+        self._bisect = bisect
+        subs: set[str] = set()
+        for a in plan.actions:
+            for site in plan.inventory.env.site_packages:
+                if not site:
+                    subs.add(a.path)
+                elif a.path.startswith(site + "/"):
+                    subs.add(a.path[len(site) + 1:])
+        self._subs = subs
+        self._sorted = sorted(subs)
+
+    def __contains__(self, module: str) -> bool:
+        rel = module.replace(".", "/")
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            if "/".join(parts[:i]) in self._subs:
+                return True
+        if f"{rel}.py" in self._subs or f"{rel}/__init__.py" in self._subs:
+            return True
+        i = self._bisect.bisect_left(self._sorted, rel + ".")
+        while i < len(self._sorted) and self._sorted[i].startswith(rel + "."):
+            if self._sorted[i].endswith((".so", ".pyd")):
+                return True
+            i += 1
+        return False
 
 
 def _load_traces(paths: Sequence[str]) -> tuple[PlanOptions, list[str]]:

@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from .env import Environment
 from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
-from .record import resolve_entry
+from .record import read_rows, resolve_entry
 
 __all__ = ["scan", "STATE_DIR_NAME", "walk_tree"]
 
@@ -111,11 +111,21 @@ def _load_distribution(
     version = metadata["Version"] or ""
     files: list[str] = []
     has_record = True
-    try:
-        entries = dist.files
-    except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
-        diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", meta_rel))
-        entries = None
+    record_text = _read(dist, "RECORD")
+    entries: "Optional[list[str]]" = None
+    if record_text is not None:
+        # RECORD is parsed here rather than through Distribution.files, which stats every
+        # entry to skip missing ones: a second walk of the whole tree on a big environment.
+        try:
+            entries = [row[0] for row in read_rows(record_text)]
+        except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
+            diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", meta_rel))
+    else:
+        try:
+            found = dist.files  # egg-info: installed-files.txt / SOURCES.txt
+            entries = [str(pp) for pp in found] if found is not None else None
+        except Exception as exc:  # noqa: BLE001
+            diags.append(Diagnostic("warning", "bad-record", f"unreadable file list: {exc}", meta_rel))
     if entries is None:
         has_record = False
         diags.append(
@@ -124,8 +134,8 @@ def _load_distribution(
                        meta_rel)
         )
     else:
-        for pp in entries:
-            resolved = resolve_entry(site, str(pp))
+        for entry in entries:
+            resolved = resolve_entry(site, entry)
             if resolved is None:
                 continue
             files.append(resolved)
