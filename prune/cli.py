@@ -172,9 +172,19 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
         raise UsageError("--relocate needs --output DIR (it rewrites the copy for its final path)")
     root_names: list[str] = list(roots)
     if requirements:
-        from .graph import roots_from_requirements
+        from .env import locate
+        from .graph import project_name, roots_from_requirements
+        from .scan import scan as scan_env
 
-        root_names += list(roots_from_requirements(Path(requirements), list(extras)))
+        if not Path(requirements).is_file():
+            raise UsageError(f"--requirements {requirements}: no such file; pass a requirements.txt or pyproject.toml")
+        target_env = locate(path, python=python)
+        root_names += list(roots_from_requirements(Path(requirements), list(extras),
+                                                   marker_env=target_env.marker_environment()))
+        # `pip install .` then --requirements pyproject.toml: the project itself is a root.
+        own = project_name(Path(requirements))
+        if own and any(d.name == own for d in scan_env(target_env).distributions):
+            root_names.append(own)
     elif extras:
         raise UsageError("--extra needs --requirements pyproject.toml")
     options = PlanOptions(

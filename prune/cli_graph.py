@@ -198,7 +198,7 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         marker_env=marker_env,
         roots=root_names or None,
         removable=chosen.remove_distributions,
-        dev_tools=load_knowledge().dev_tools if chosen.remove_dev_tools else None,
+        dev_tools=dict(load_knowledge().dev_tools) if chosen.remove_dev_tools else None,
         imports=distribution_imports(inventory),
         sizes=distribution_sizes(inventory),
     )

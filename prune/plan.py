@@ -270,7 +270,7 @@ def _decide_distributions(
             marker_env=inv.env.marker_environment(),
             roots=list(options.roots) if options.roots else None,
             removable=list(profile.remove_distributions),
-            dev_tools=list(knowledge.dev_tools) if profile.remove_dev_tools else None,
+            dev_tools=dict(knowledge.dev_tools) if profile.remove_dev_tools else None,
             keep=list(options.keep_dists),
             remove=list(options.remove_dists),
             force=options.force,
@@ -520,8 +520,8 @@ def _protection(
         for prot in protections:
             assert isinstance(prot, _ProtectionMatcher)
             if prot.match(sub):
-                p = prot.protection
-                return f"knowledge:{p.id}", f"{p.reason} ({p.source})"
+                kb = prot.protection
+                return f"knowledge:{kb.id}", f"{kb.reason} ({kb.source})"
     for m in keep_matchers:
         if m.match(sub):
             return f"keep:{m.rule.id}", m.rule.reason or "keep rule"

@@ -169,7 +169,7 @@ class OptionalData:
 class Knowledge:
     protect: tuple[Protection, ...]
     optional: tuple[OptionalData, ...]
-    dev_tools: tuple[str, ...]
+    dev_tools: tuple[tuple[str, str], ...]  # (canonical name or fnmatch pattern, what it is)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -340,14 +340,12 @@ def load_knowledge() -> Knowledge:
         )
         for o in data.get("optional", [])
     )
-    dev_tools: tuple[str, ...] = ()
+    dev_tools: tuple[tuple[str, str], ...] = ()
     dev = _builtin_toml("devtools.toml")
     if dev:
-        names: list[str] = []
-        for entry in dev.get("tool", dev.get("tools", [])):
+        tools: list[tuple[str, str]] = []
+        for entry in dev.get("tool", []):
             if isinstance(entry, dict) and "name" in entry:
-                names.append(str(entry["name"]))
-            elif isinstance(entry, str):
-                names.append(entry)
-        dev_tools = tuple(names)
+                tools.append((str(entry["name"]), str(entry.get("reason", "development tool"))))
+        dev_tools = tuple(tools)
     return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools)
