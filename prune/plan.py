@@ -203,6 +203,7 @@ class _FileState:
     sub: str
     owner: str
     remove_rule: Optional[_Matcher] = None
+    matched: list[_Matcher] = field(default_factory=list)
     remove_key: Optional[tuple[str, str, str, str, bool]] = None
     saved_by: str = ""
     saved_reason: str = ""
@@ -383,8 +384,29 @@ def build_plan(
             "record one with 'venv-prune trace PATH -o trace.json -- CMD' and pass --keep-from trace.json"
         )
     knowledge = knowledge or load_knowledge()
+    sources = sources or DiskSources(inventory.env.root, inventory)
+    # Keep beats removing a whole distribution too: a distribution with a file that a keep
+    # pattern, --keep-module or a trace protects, or that code kept by the import check
+    # needs, is kept, and the plan is made again (the graph then keeps what it requires).
+    extra_keep: frozenset[str] = frozenset()
+    for _ in range(8):
+        plan, needed = _plan_once(inventory, profile, options, sources, knowledge, extra_keep)
+        if needed <= extra_keep:
+            return plan
+        extra_keep = extra_keep | needed
+    return plan
+
+
+def _plan_once(
+    inventory: Inventory, profile: Profile, options: PlanOptions, sources: SourceReader,
+    knowledge: Knowledge, extra_keep: frozenset[str],
+) -> tuple[Plan, frozenset[str]]:
+    from dataclasses import replace as _replace
+
+    if extra_keep:
+        options = _replace(options, keep_dists=tuple(sorted(set(options.keep_dists) | extra_keep)))
     env = inventory.env
-    sources = sources or DiskSources(env.root, inventory)
+    needed: set[str] = set()
     diagnostics: list[Diagnostic] = list(inventory.diagnostics)
     bytecode = options.bytecode or profile.bytecode
 
@@ -434,6 +456,11 @@ def build_plan(
             continue
 
         if owner in removed_dists:
+            if site is not None and (
+                any(m.match(sub) for m in keep_matchers) or fe.path in trace_kept
+                or any(sub == p + ".py" or sub.startswith(p + "/") for p in keep_module_prefixes)
+            ):
+                needed.add(owner)
             st.remove_key = ("distribution", owner, "profile" if owner in profile.remove_distributions
                              else "graph", owner, False)
             continue
@@ -449,6 +476,7 @@ def build_plan(
             # itself: only the link is ever removed, never what it points at.
             if m.match(sub) or (fe.is_link and m.match(sub + "/")):
                 st.remove_rule = m
+                st.matched.append(m)
 
         gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
         if st.remove_rule is None and not (gated and site is not None):
@@ -466,6 +494,17 @@ def build_plan(
             st.remove_key = (st.remove_rule.rule.id, "", st.remove_rule.rule.profile, owner, False)
 
     _import_check(states, sources, diagnostics)
+    if removed_dists:
+        # Code the import check kept (a tests/ directory kept code imports) may need a
+        # distribution the graph was about to remove (its static scan skips test directories).
+        owner_of_top = {top: d.name for d in inventory.distributions if d.name in removed_dists
+                        for top in _dist_top_levels(d, env.site_packages)}
+        for st in states:
+            if st.saved_by == "imported" and st.entry.path.endswith(".py"):
+                for mod in sources.required(st.entry.path):
+                    dep = owner_of_top.get(mod.split(".", 1)[0])
+                    if dep is not None and dep != st.owner:
+                        needed.add(dep)
 
     actions = _collapse(states, inventory, removed_dists, env.site_packages, options.trace_dirs)
     kept = tuple(
@@ -491,7 +530,7 @@ def build_plan(
         records=records,
         diagnostics=tuple(diagnostics),
         options=opts,
-    )
+    ), frozenset(needed)
 
 
 def _protection(
@@ -613,7 +652,9 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
         if st.site is None:
             continue
         parts = st.sub.split("/")
-        for i in range(1, len(parts)):
+        # A symlink named like the directory (app/tests -> elsewhere) is itself a candidate.
+        last = len(parts) + 1 if st.entry.is_link else len(parts)
+        for i in range(1, last):
             d = "/".join(parts[:i])
             if st.remove_rule.match(d + "/"):
                 candidates[(st.site, d)].append(st)
@@ -645,6 +686,13 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
             if any(i == mod or i.startswith(mod + ".") for i in imported):
                 saved.add(key)
                 for st in candidates[key]:
+                    # Saving the directory does not save its caches or C sources: the last
+                    # rule that matched before the import-checked one still applies.
+                    earlier = [m for m in st.matched if not m.rule.import_check]
+                    if earlier and not st.saved_by:
+                        st.remove_rule = earlier[-1]
+                        st.remove_key = (earlier[-1].rule.id, "", earlier[-1].rule.profile, st.owner, False)
+                        continue
                     st.remove_key = None
                     st.saved_by = "imported"
                     st.saved_reason = f"kept code imports {mod}"
