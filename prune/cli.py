@@ -21,6 +21,7 @@ import click
 from . import __version__
 from .errors import PruneError, UsageError
 from .plan import PlanOptions
+from .env import locate as locate_env
 from .report import FORMATS, Extras, render
 
 __all__ = ["main", "cli"]
@@ -222,7 +223,7 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
     if bytecode == "compile" and not dry_run and outcome.result is not None:
         extras_ = _compile_bytecode(outcome, extras_, optimize, progress)
     if relocate and output:
-        _relocate(Path(output), relocate)
+        _relocate(Path(output), relocate, str(locate_env(path).root))
     for w in outcome.warnings:
         if not quiet:
             click.echo(f"venv-prune: warning: {w}", err=True)
@@ -258,13 +259,10 @@ def _copy_for_output(src: str, dst: str, progress: Any) -> str:
     return str(out)
 
 
-def _relocate(out: Path, final: str) -> None:
+def _relocate(out: Path, final: str, source_root: str) -> None:
     """Rewrite the copy's absolute paths (shebangs, activate scripts, pyvenv.cfg) so that it
-    works once copied to ``final``."""
-    from .env import locate
-
-    env = locate(out)
-    old = str(env.root)
+    works once copied to ``final``. The copied files name the *source* environment's root."""
+    old = source_root
     candidates = [out / "pyvenv.cfg"] + sorted((out / "bin").glob("*")) if (out / "bin").is_dir() else []
     for p in candidates:
         if p.is_symlink() or not p.is_file():

@@ -67,6 +67,9 @@ class ImportVerifier:
         self._python = env.python
         inventory = plan.inventory
         gone = _RemovedModules(plan)
+        # Entry points must keep loading unless a trace licensed removing their module
+        # (minimal drops untraced console scripts' modules on purpose).
+        traced_gone = _RemovedModules(plan, trace_only=True)
         removed_dists = {d.name for d in plan.distributions if d.remove}
         # What the plan removes on purpose (a whole distribution, a module whose files it
         # removes) is not expected to import afterwards; everything else is.
@@ -74,7 +77,7 @@ class ImportVerifier:
                               if m.distribution not in removed_dists and m.name not in gone)
         self._eps = tuple(e for e in verify.entry_point_targets(inventory)
                           if e.distribution not in removed_dists
-                          and e.value.split(":", 1)[0].strip() not in gone)
+                          and e.value.split(":", 1)[0].strip() not in traced_gone)
         # A --target / site-packages directory is not on the interpreter's path by itself.
         self._paths = tuple(str(p) for p in env.site_paths()) if env.kind == "site-packages" else ()
         self._checks = tuple(checks)
@@ -106,12 +109,14 @@ class _RemovedModules:
     must. minimal removes untraced submodules this way.
     """
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, *, trace_only: bool = False) -> None:
         import bisect
 
         self._bisect = bisect
         subs: set[str] = set()
         for a in plan.actions:
+            if trace_only and not a.trace:
+                continue
             for site in plan.inventory.env.site_packages:
                 if not site:
                     subs.add(a.path)

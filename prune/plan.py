@@ -493,7 +493,11 @@ def _plan_once(
         if st.remove_rule is not None:
             st.remove_key = (st.remove_rule.rule.id, "", st.remove_rule.rule.profile, owner, False)
 
-    _import_check(states, sources, diagnostics)
+    # Entry points are imports too: plugin discovery loads them by module name at run time
+    # (networkx names networkx.classes.tests.dispatch_interface as a backend).
+    ep_modules = {ep.value.split(":", 1)[0].strip() for d in inventory.distributions
+                  if d.name not in removed_dists for ep in d.entry_points}
+    _import_check(states, sources, diagnostics, frozenset(ep_modules))
     if removed_dists:
         # Code the import check kept (a tests/ directory kept code imports) may need a
         # distribution the graph was about to remove (its static scan skips test directories).
@@ -637,7 +641,8 @@ def _trace_gated(
         st.remove_key = ("minimal-untraced", "(not reached by any trace)", profile.name, st.owner, True)
 
 
-def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: list[Diagnostic]) -> None:
+def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: list[Diagnostic],
+                  entry_point_modules: frozenset[str] = frozenset()) -> None:
     """Keep directories matched by import-checked rules (tests/, docs/) that kept code imports.
 
     The module name of each candidate directory is compared with the imports of every
@@ -674,8 +679,10 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
                if st.entry.path.endswith(".py") and id(st) not in in_candidate and st.remove_key is None
                and st.site is not None and not st.entry.is_link]
     saved: set[tuple[str, str]] = set()
-    while pending:
-        imported: set[str] = set()
+    first = True
+    while pending or first:
+        imported: set[str] = set(entry_point_modules) if first else set()
+        first = False
         for st in pending:
             if sources.contains(st.entry.path, needles):
                 imported |= sources.imports(st.entry.path)
@@ -870,6 +877,16 @@ def explain(plan: Plan, path: str) -> str:
         if rel == k.path or k.path.startswith(rel + "/"):
             return (f"{rel} stays: rule '{k.rule}' matched it, but it is protected by "
                     f"{k.saved_by}: {k.reason}")
+    found = _site_relative(rel, plan.inventory.env.site_packages)
+    if found is not None:
+        for prot in load_knowledge().protect:
+            if prot.spec.match_file(found[1]):
+                return (f"{rel} stays: protected by knowledge:{prot.id} (no profile removes it): "
+                        f"{prot.reason} ({prot.source})")
+        if found[1].split("/", 1)[0].endswith((".dist-info", ".egg-info")):
+            return f"{rel} stays: distribution metadata, removed only with its distribution"
+        if rel.endswith(".mo"):
+            return f"{rel} stays: compiled translations (.mo) are always protected"
     for d in plan.distributions:
         inv_dist = plan.inventory.distribution(d.name)
         if inv_dist and not d.remove and any(f == rel or f.startswith(rel + "/") for f in inv_dist.files):
