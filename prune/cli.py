@@ -228,7 +228,8 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
         if not quiet:
             click.echo(f"venv-prune: warning: {w}", err=True)
     _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
-    if limit is not None and outcome.plan.inventory.bytes_total - outcome.plan.bytes_removed > limit:
+    stripped = sum(int(x.get("bytes_saved", 0)) for x in extras_.stripped)
+    if limit is not None and outcome.plan.inventory.bytes_total - outcome.plan.bytes_removed - stripped > limit:
         click.echo(f"venv-prune: size gate: result exceeds --max-size {max_size}", err=True)
         sys.exit(1)
 

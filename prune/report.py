@@ -111,7 +111,8 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         "totals": {
             "bytes_before": before,
             "bytes_removed": removed,
-            "bytes_after": before - removed,
+            "bytes_after": before - removed - sum(int(x.get("bytes_saved", 0)) for x in extras.stripped),
+            "bytes_saved_by_strip": sum(int(x.get("bytes_saved", 0)) for x in extras.stripped),
             "files_before": files_before,
             "files_removed": plan.files_removed,
             "percent_removed": round(100.0 * removed / before, 2) if before else 0.0,
@@ -158,7 +159,8 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         "warnings": list(extras.warnings),
     }
     if extras.max_size is not None:
-        data["max_size"] = {"limit": extras.max_size, "exceeded": before - removed > extras.max_size}
+        stripped = sum(int(x.get("bytes_saved", 0)) for x in extras.stripped)
+        data["max_size"] = {"limit": extras.max_size, "exceeded": before - removed - stripped > extras.max_size}
     data.update(extras.extra)
     return data
 

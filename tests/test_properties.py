@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -54,6 +54,12 @@ from synth import SITE, add_dist, make_venv_tree
 PROFILES = ("safe", "standard", "aggressive")
 PYTAG = f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
 LINUX = sys.platform.startswith("linux")
+
+# Known bugs, each shown by an explicit xfail(strict=True) test at the end of this file. While
+# one is open the generator steers clear of it, so the properties keep guarding everything
+# else; once it is fixed its xfail test passes, strict xfail fails the suite, and the switch
+# (and the xfail mark) should go.
+BUG_SOURCELESS_IMPORTS_UNSEEN = True                   # test_sourceless_module_keeps_...
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -77,7 +83,8 @@ class EnvSpec:
     links: list[tuple[str, str]]            # (link relative to root, target; "@OUT/x" = outside)
     outside: dict[str, bytes]               # the sibling tree, relative to it
     tops: tuple[str, ...]                   # top-level modules to import-check
-    keep_candidates: tuple[str, ...] = ()
+    keep_generic: tuple[str, ...] = ()      # --keep patterns: any environment
+    keep_candidates: tuple[str, ...] = ()   # --keep patterns naming this environment's files
     notes: list[str] = field(default_factory=list)
 
 
@@ -137,6 +144,13 @@ def package_tree(draw: st.DrawFn, top: str) -> tuple[list[str], list[str]]:
     return pkgs, mods
 
 
+def _in_test_dir(name: str, is_pkg: bool) -> bool:
+    """Whether the module's file lies under a ``tests``/``test`` directory (what the
+    distribution graph skips when it looks for imports of removable distributions)."""
+    parts = name.split(".")[1:] if is_pkg else name.split(".")[1:-1]
+    return any(p in ("tests", "test") for p in parts)
+
+
 def _is_test_module(name: str) -> bool:
     return any(p in ("tests", "test", "docs", "examples") for p in name.split(".")[1:])
 
@@ -148,9 +162,13 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
     tops_all = [f"{dist_prefix}_{t}" for t in tops_all]
     groups = [tops_all[i::n_dists] for i in range(n_dists)]
     tools = [t for t in TOOLS if with_tools and draw(st.booleans())]
+    # How generated code imports each tool: not at all (the graph may remove it), anywhere,
+    # or only from modules under tests/ and test/ directories.
+    tool_use = {t: draw(st.sampled_from(["none", "anywhere", "tests-only", "tests-only"])) for t in tools}
     trees = {top: draw(package_tree(top)) for top in tops_all}
     everything = [m for pk, md in trees.values() for m in pk + md]
     sourceless: dict[str, str] = {}
+    pulls_tools: set[str] = set()   # test packages that a kept package imports
     notes: list[str] = []
 
     def source_of(mod: str, is_pkg: bool) -> bytes:
@@ -172,15 +190,21 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
                 lines.append(f"try:\n    import {target}\nexcept ImportError:\n    pass")
             else:
                 lines.append(f"import {target}")
-        for tool in tools:
-            if draw(st.integers(0, 5)) == 0:
+        for tool, use in tool_use.items():
+            in_tests = _in_test_dir(mod, is_pkg)
+            if use == "none" or (use == "tests-only") != in_tests:
+                continue
+            if mod in pulls_tools or draw(st.integers(0, 2)) == 0:
                 lines.append(f"import {TOOL_TOPS[tool][-1]}")
         lines.append(f"VALUE = {len(mod)}")
         return ("\n".join(lines) + "\n").encode()
 
     dists: list[DistSpec] = []
     unowned: dict[str, bytes] = {}
-    keep_candidates: list[str] = ["tests/", "test/", "*.c", "__pycache__/", "*.pyi", "docs/", "/share/"]
+    keep_generic: list[str] = ["tests/", "test/", "*.c", "__pycache__/", "*.pyi", "docs/", "/share/",
+                               "*.h", "/include/", "py.typed"]
+    keep_generic += ["pip/", "*.py", "pkg_resources/", "/_pytest/", "wheel/"]   # keep beats a dist
+    keep_candidates: list[str] = []
     for i, tops in enumerate(groups):
         files: dict[str, bytes] = {}
         for top in tops:
@@ -199,6 +223,7 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
                             f"assert importlib.resources.files({t}).joinpath('fixture.txt')"
                             f".read_bytes() == b'fixture'\n").encode()
                     notes.append(f"{p} imports .{t}")
+                    pulls_tools.add(f"{p}.{t}")
                 if draw(st.booleans()):
                     data = draw(DATA_NAME)
                     files[f"{path}/assets/{data}"] = data.encode()
@@ -216,9 +241,14 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
                 if draw(st.integers(0, 4)) == 0:
                     files[f"{path}/locale/fr/LC_MESSAGES/{top}.mo"] = b"\xde\x12\x04\x95" + b"\0" * 20
                     files[f"{path}/locale/fr/LC_MESSAGES/{top}.po"] = b'msgid ""\n'
-                if draw(st.integers(0, 4)) == 0:
+                if draw(st.integers(0, 3)) == 0:
                     name = f"legacy{len(sourceless)}"
-                    files[f"{path}/{name}.pyc"] = pyc_bytes("LEGACY = 1\n", name)
+                    legacy_src = "LEGACY = 1\n"
+                    if not BUG_SOURCELESS_IMPORTS_UNSEEN:
+                        legacy_src = source_of(f"{p}.{name}", False).decode()
+                        if own_tests and draw(st.booleans()):
+                            legacy_src += f"from . import {own_tests[0]}\n"
+                    files[f"{path}/{name}.pyc"] = pyc_bytes(legacy_src, name)
                     sourceless[f"{p}.{name}"] = p
                     if draw(st.booleans()):
                         files[f"{path}/__init__.py"] += f"from . import {name}\n".encode()
@@ -234,7 +264,7 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
             keep_candidates += [m.replace(".", "/") + ".py" for m in mods[:2]]
         reqs = []
         for tool in tools:
-            choice = draw(st.integers(0, 5))
+            choice = draw(st.integers(0, 9))
             if choice == 0:
                 reqs.append(tool)
             elif choice == 1:
@@ -281,8 +311,13 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
     for c in candidates:
         if draw(st.booleans()):
             links.append(c)
+            if c[0].endswith("/tests") and draw(st.booleans()):
+                # The linked-in package is imported by kept code: the link must stay.
+                for d in dists:
+                    if f"{first}/__init__.py" in d.files:
+                        d.files[f"{first}/__init__.py"] += b"from . import tests\n"
     tops = tuple(sorted(set(tops_all) | {t for tool in tools for t in TOOL_TOPS[tool]} | set(pth_tops)))
-    spec = EnvSpec(dists, unowned, links, outside, tops, tuple(keep_candidates), notes)
+    spec = EnvSpec(dists, unowned, links, outside, tops, tuple(keep_generic), tuple(keep_candidates), notes)
     return spec
 
 
@@ -318,31 +353,31 @@ def build(spec: EnvSpec, base: Path) -> tuple[Path, Path]:
 # Oracles.
 
 _IMPORT_CHECK = """
-import importlib, json, site, sys
+import importlib, importlib.resources, json, os, site, sys
 site.addsitedir(sys.argv[1])
 ok = []
 for name in json.loads(sys.argv[2]):
-    try:
-        importlib.import_module(name)
+    # A fresh child per module: one failure must not change what the next one sees.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1] == 0:
         ok.append(name)
-    except BaseException:
-        pass
 print(json.dumps(ok))
 """
 
 
-def importable(site: Path, names: tuple[str, ...]) -> set[str]:
-    """The top-level modules that import, each checked in a fresh interpreter with ``-I -B``
-    (nothing written into the tree) and ``site`` added as a site directory (.pth files work)."""
-    out: set[str] = set()
-    # One interpreter per module: one failure must not change what the next one sees.
-    procs = [subprocess.Popen([sys.executable, "-I", "-B", "-c", _IMPORT_CHECK, str(site), json.dumps([n])],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(site.parent))
-             for n in names]
-    for p in procs:
-        stdout, _ = p.communicate(timeout=60)
-        out |= set(json.loads(stdout or b"[]"))
-    return out
+def importable(site: Path, names: "tuple[str, ...] | list[str]") -> set[str]:
+    """The top-level modules that import, checked with the running interpreter under ``-I -S -B``
+    (no other site-packages, nothing written into the tree) with ``site`` added as a site
+    directory, so .pth files work."""
+    proc = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", _IMPORT_CHECK, str(site), json.dumps(list(names))],
+                          capture_output=True, timeout=120, cwd=str(site.parent), check=True)
+    return set(json.loads(proc.stdout))
 
 
 def plan_for(root: Path, profile: str, options: PlanOptions = PlanOptions()) -> Plan:
@@ -392,6 +427,24 @@ def check_records(root: Path) -> None:
             assert os.path.lexists(root / rel), f"{info.name}/RECORD lists missing {row[0]}"
 
 
+def leftover_bytecode(root: Path, plan: Plan, keep: tuple[str, ...]) -> list[str]:
+    """Bytecode caches still there after a ``bytecode = "drop"`` profile, minus what is
+    allowed to stay: keep-pattern matches and directories a .pth names (an editable project's
+    tree, invariant 7). Caches inside a tests/ directory kept by the import check still go."""
+    keep_spec = compile_patterns(list(keep))
+    saved = {k.path for k in plan.kept if k.saved_by.startswith(("pth", "keep"))}
+    left = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            if "__pycache__" not in rel.split(os.sep) or os.path.islink(os.path.join(dirpath, name)):
+                continue
+            if rel in saved or (keep and keep_spec.match_file(site_sub(rel))):
+                continue
+            left.append(rel)
+    return left
+
+
 def no_state(root: Path) -> None:
     assert not state_dir(locate(root)).exists()
 
@@ -423,8 +476,8 @@ def test_apply_is_idempotent_keeps_what_keep_says_and_stays_inside(
         spec: EnvSpec, profile: str, data: st.DataObject) -> None:
     """(b) a second plan is empty; (c) keep wins; (d) the outside tree and link targets are
     untouched; (f) RECORD lists only what exists; (g) plan shape; no state left behind."""
-    keep = tuple(data.draw(st.lists(st.sampled_from(spec.keep_candidates), max_size=3, unique=True),
-                           label="keep"))
+    keep = tuple(data.draw(st.lists(st.sampled_from(spec.keep_generic), max_size=2, unique=True), label="keep")
+                 + data.draw(st.lists(st.sampled_from(spec.keep_candidates), max_size=1), label="keep+"))
     options = PlanOptions(keep=keep)
     with tempfile.TemporaryDirectory() as tmp:
         root, out = build(spec, Path(tmp))
@@ -445,6 +498,7 @@ def test_apply_is_idempotent_keeps_what_keep_says_and_stays_inside(
         assert tree_digest(out) == outside
         check_records(root)
         no_state(root)
+        assert leftover_bytecode(root, plan, keep) == []
         again = plan_for(root, profile, options)
         assert [a.path for a in again.actions] == [], "a second run plans something"
 
@@ -489,8 +543,10 @@ def test_verified_pipeline_commits_working_env_or_restores_it(
         try:
             outcome = run(request)
         except VerificationFailed:
+            event("verification failed: rolled back")
             assert tree_digest(root) == before_digest
         else:
+            event("committed")
             assert outcome.result is not None and outcome.result.committed
             expected = before - tops_of_removed(outcome.plan)
             after = importable(site, spec.tops)
@@ -581,3 +637,72 @@ TestPruneMachine = PruneMachine.TestCase
 TestPruneMachine.settings = settings(max_examples=12, stateful_step_count=5, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow,
                                                             HealthCheck.data_too_large])
+
+
+# --------------------------------------------------------------------------------------------
+# Minimal reproductions of bugs these properties found (regressions now), and open ones
+# (xfail strict; see the BUG_* switches at the top).
+
+def _small_env(tmp: Path, files: dict[str, "str | bytes"], *tools: str) -> Path:
+    root = make_venv_tree(tmp / "env")
+    add_dist(root, "app", files)
+    for tool in tools:
+        add_dist(root, tool, TOOLS[tool], requested=False)
+    return root
+
+
+def test_kept_tests_dir_keeps_the_distributions_it_imports() -> None:
+    """The graph skips tests/ when it looks for imports; a tests/ dir kept by the import check
+    must still keep the (dev-tool) distribution it imports."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _small_env(Path(tmp), {"app/__init__.py": "from . import tests\n",
+                                      "app/tests/__init__.py": "import pytest\n"}, "pytest")
+        assert importable(root / SITE, ["app"]) == {"app"}
+        apply_plan(plan_for(root, "standard"))
+        assert importable(root / SITE, ["app"]) == {"app"}
+
+
+@pytest.mark.xfail(BUG_SOURCELESS_IMPORTS_UNSEEN, strict=True, reason=(
+    "plan._import_check reads only .py files, so a kept sourceless module (invariant 7) that "
+    "imports its package's tests/ does not save it"))
+def test_sourceless_module_keeps_the_tests_dir_it_imports() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _small_env(Path(tmp), {"app/__init__.py": "from . import legacy\n",
+                                      "app/legacy.pyc": pyc_bytes("from . import tests\n", "legacy"),
+                                      "app/tests/__init__.py": ""})
+        assert importable(root / SITE, ["app"]) == {"app"}
+        apply_plan(plan_for(root, "safe"))
+        assert importable(root / SITE, ["app"]) == {"app"}
+
+
+def test_imported_tests_symlink_is_kept() -> None:
+    """A tests/ symlink that kept code imports is an import-checked candidate like a directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "shared" / "tests").mkdir(parents=True)
+        (Path(tmp) / "shared" / "tests" / "__init__.py").write_text("X = 1\n")
+        root = _small_env(Path(tmp), {"app/__init__.py": "from . import tests\n"})
+        os.symlink(Path(tmp) / "shared" / "tests", root / SITE / "app" / "tests")
+        assert importable(root / SITE, ["app"]) == {"app"}
+        apply_plan(plan_for(root, "safe"))
+        assert importable(root / SITE, ["app"]) == {"app"}
+
+
+def test_keep_pattern_beats_distribution_removal() -> None:
+    """Invariant 2: --keep 'pip/' keeps pip's files even though safe removes unused pip."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _small_env(Path(tmp), {"app/__init__.py": ""}, "pip")
+        plan = plan_for(root, "safe", PlanOptions(keep=("pip/",)))
+        assert not covered(f"{SITE}/pip/__init__.py", plan), [a.path for a in plan.actions]
+
+
+def test_bytecode_in_imported_tests_dir_is_dropped() -> None:
+    """Saving a tests/ dir for the import check does not save its caches or C sources."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _small_env(Path(tmp), {"app/__init__.py": "from . import tests\n",
+                                      "app/tests/__init__.py": "",
+                                      f"app/tests/__pycache__/__init__.{PYTAG}.pyc": b"\0" * 16,
+                                      "app/tests/_x.c": "int x;\n"})
+        apply_plan(plan_for(root, "standard"))
+        assert not (root / SITE / "app" / "tests" / "__pycache__").exists()
+        assert not (root / SITE / "app" / "tests" / "_x.c").exists()
+        assert (root / SITE / "app" / "tests" / "__init__.py").exists()
