@@ -498,11 +498,13 @@ def recover(env: Environment) -> RecoverResult:
     sdir = state_dir(env)
     path = sdir / JOURNAL
     if not path.exists():
-        tmp = sdir / (JOURNAL + ".tmp")
-        if sdir.exists() and not tmp.exists() and not (sdir / "stash").exists():
-            _rmtree(sdir)
-        if sdir.exists() and tmp.exists():
-            # The first journal write itself was interrupted: nothing had moved yet.
+        # Without a journal nothing was ever moved: the journal is written before the first
+        # move and removed only after the stash is gone. What is left is scaffolding.
+        stash = sdir / "stash"
+        if stash.is_dir() and not stash.is_symlink() and any(stash.iterdir()):
+            raise PruneError(f"{stash}: holds files but there is no journal; inspect it by hand, "
+                             "then remove it")
+        if sdir.exists():
             _rmtree(sdir)
         return RecoverResult("nothing", 0, f"{env.root}: nothing to recover")
     try:

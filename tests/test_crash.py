@@ -265,10 +265,6 @@ def test_sigterm_and_sigint_mid_run_roll_back(big: Env) -> None:
     big.check_template()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "apply_plan creates .venv-prune/ and .venv-prune/stash/ before the first journal write; a "
-    "SIGKILL in between leaves both, and recover() (no journal, no journal.json.tmp, a stash) "
-    "neither removes them nor reports them: the empty state dir ships in the image"))
 def test_kill_before_the_first_journal_write_is_cleaned_by_recover(big: Env) -> None:
     root = big.copy()
     (root / STATE / "stash").mkdir(parents=True)     # exactly what such a kill leaves
