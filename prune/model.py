@@ -181,6 +181,28 @@ class Plan:
     def bytes_removed(self) -> int:
         return sum(a.bytes for a in self.actions)
 
+    def removes(self, path: str) -> bool:
+        """True when ``path`` is an action's target or lies inside one.
+
+        Walks the path's ancestors rather than bisecting sorted paths: ``mypy/x.so`` sorts
+        after ``mypy-1.0.dist-info``, so a nearest-predecessor test misses the ``mypy`` action.
+        """
+        targets = self._targets()
+        p = path
+        while True:
+            if p in targets:
+                return True
+            if "/" not in p:
+                return False
+            p = p.rsplit("/", 1)[0]
+
+    def _targets(self) -> frozenset[str]:
+        cached = self.__dict__.get("_target_set")
+        if cached is None:
+            cached = frozenset(a.path for a in self.actions)
+            object.__setattr__(self, "_target_set", cached)
+        return cached
+
     @property
     def files_removed(self) -> int:
         return sum(a.files for a in self.actions)

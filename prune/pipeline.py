@@ -259,14 +259,7 @@ def _strip_preparer(
         return None, "stripping unavailable"
     if not stripmod.strip_available():
         return None, "no 'strip' program on this machine (install binutils); debug symbols were not stripped"
-    removed = sorted(a.path for a in plan.actions)
-    import bisect
-
-    def is_removed(p: str) -> bool:
-        i = bisect.bisect_right(removed, p) - 1
-        return i >= 0 and (p == removed[i] or p.startswith(removed[i] + "/"))
-
-    paths = [f.path for f in plan.inventory.files if not f.is_link and not is_removed(f.path)]
+    paths = [f.path for f in plan.inventory.files if not f.is_link and not plan.removes(f.path)]
 
     def prepare(scratch: Path) -> list[Replacement]:
         candidates = stripmod.find_strip_candidates(env.root, paths)

@@ -81,13 +81,9 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         if a.trace:
             traced_by_dist[a.distribution or "(unowned)"] += a.bytes
 
-    removed_paths = sorted(a.path for a in plan.actions)
     remaining: dict[str, int] = defaultdict(int)
-    import bisect
-
     for f in inv.files:
-        i = bisect.bisect_right(removed_paths, f.path) - 1
-        if i >= 0 and (f.path == removed_paths[i] or f.path.startswith(removed_paths[i] + "/")):
+        if plan.removes(f.path):
             continue
         remaining[_top_entry(f.path, inv.env.site_packages)] += f.size
     largest = sorted(remaining.items(), key=lambda kv: (-kv[1], kv[0]))[:15]

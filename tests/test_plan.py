@@ -134,3 +134,24 @@ def test_venv_skeleton_never_planned(env: Path) -> None:
     paths = removed(plan)
     assert "pyvenv.cfg" not in paths and "bin/python" not in paths
     assert not any(".dist-info" in p for p in paths)
+
+
+def test_removes_sees_inside_a_directory_whose_sibling_sorts_between(tmp_path: Path) -> None:
+    # "tool/x.py" sorts after "tool-1.0.dist-info": a nearest-predecessor test on sorted
+    # paths answered "stays" for files of a removed distribution, so the strip step picked
+    # them up and the report listed them among the largest things that stay.
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "tool", {"tool/__init__.py": "", "tool/x.py": "X = 1\n"}, version="1.0")
+    add_dist(root, "toolz", {"toolz/__init__.py": ""})
+    plan = plan_for(root, "standard", remove_dists=("tool",))
+    targets = removed(plan)
+    assert f"{SITE}/tool" in targets and f"{SITE}/tool-1.0.dist-info" in targets
+    assert plan.removes(f"{SITE}/tool/x.py")
+    assert plan.removes(f"{SITE}/tool-1.0.dist-info/RECORD")
+    assert not plan.removes(f"{SITE}/toolz/__init__.py")
+    assert not plan.removes(f"{SITE}/tool.py")
+
+    from prune.report import summarise
+
+    largest = [entry["path"] for entry in summarise(plan)["largest_kept"]]
+    assert f"{SITE}/toolz" in largest and f"{SITE}/tool" not in largest, largest
