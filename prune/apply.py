@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from .env import Environment
-from .errors import PendingJournal, PruneError, UnsafePath, VerificationFailed
+from .errors import Interrupted, PendingJournal, PruneError, UnsafePath, VerificationFailed
 from .model import Plan
 from .record import read_rows, render_rows, resolve_entry
 from .scan import STATE_DIR_NAME
@@ -202,7 +202,7 @@ def _signals_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signum)
 
     old = signal.signal(signal.SIGTERM, handler)
     try:
@@ -421,9 +421,11 @@ def apply_plan(
                 )
                 err.result = result  # type: ignore[attr-defined]
                 raise err
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _rollback(txn)
-        raise PruneError("interrupted: every change was rolled back; the environment is as before") from None
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        raise Interrupted("interrupted: every change was rolled back; the environment is as before",
+                          int(signum)) from None
     except VerificationFailed:
         raise
     except BaseException:

@@ -16,6 +16,7 @@ __all__ = [
     "UnsafePath",
     "VerificationFailed",
     "TraceError",
+    "Interrupted",
 ]
 
 
@@ -58,3 +59,16 @@ class VerificationFailed(PruneError, RuntimeError):
 
 class TraceError(PruneError, RuntimeError):
     """A trace file is unreadable or a traced command could not start."""
+
+
+class Interrupted(PruneError, RuntimeError):
+    """Ctrl-C or SIGTERM stopped a run; every change was rolled back.
+
+    ``exit_code`` follows the shell convention, 128 plus the signal number (130 for Ctrl-C,
+    143 for SIGTERM), so a build script can tell an interruption from a failure.
+    """
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
