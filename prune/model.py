@@ -78,12 +78,14 @@ class Distribution:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A file or symlink found on disk. ``size`` is the apparent size (a link's own size)."""
+    """A file or symlink found on disk. ``size`` is the apparent size (a link's own size).
+    ``executable``: a regular file with an execute bit (a program a package may start)."""
 
     path: str
     size: int
     is_link: bool = False
     owner: Optional[str] = None
+    executable: bool = False
 
 
 @dataclass(frozen=True)

@@ -679,6 +679,13 @@ def _trace_gated(
     if profile.trace_minimal:
         if st.entry.path.endswith(".pth") or sub.endswith(".pth"):
             return
+        name = sub.rsplit("/", 1)[-1]
+        if st.entry.executable and ".so" not in name and not name.endswith((".py", ".pyc", ".pyd")):
+            # A program inside a package (torch/bin/torch_shm_manager) is started by native
+            # code with exec, where no audit hook sees it: a trace cannot vouch for it.
+            st.saved_by, st.saved_reason = ("executable", "a program the package may start from native code "
+                                            "(exec is invisible to a trace)")
+            return
         st.remove_key = ("minimal-untraced", "(not reached by any trace)", profile.name, st.owner, True)
 
 

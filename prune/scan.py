@@ -66,7 +66,8 @@ def walk_tree(
                 except OSError as exc:
                     diags.append(Diagnostic("warning", "unreadable", f"cannot stat: {exc.strerror}", child))
                     continue
-                files.append(FileEntry(child, st.st_size, stat.S_ISLNK(st.st_mode)))
+                files.append(FileEntry(child, st.st_size, stat.S_ISLNK(st.st_mode), None,
+                                       stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)))
     return files, dirs, diags
 
 
@@ -251,7 +252,8 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
                 if stat.S_ISDIR(st.st_mode):
                     continue
                 known.add(f)
-                extra.append(FileEntry(f, st.st_size, stat.S_ISLNK(st.st_mode)))
+                extra.append(FileEntry(f, st.st_size, stat.S_ISLNK(st.st_mode), None,
+                                       stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)))
 
     meta_dirs = {d.metadata_dir: d.name for d in distributions}
     owned_files: list[FileEntry] = []
@@ -260,7 +262,7 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
         if owner is None:
             parent = fe.path.rsplit("/", 1)[0] if "/" in fe.path else ""
             owner = meta_dirs.get(parent)
-        owned_files.append(FileEntry(fe.path, fe.size, fe.is_link, owner))
+        owned_files.append(FileEntry(fe.path, fe.size, fe.is_link, owner, fe.executable))
 
     if progress:
         progress(f"found {len(distributions)} distributions, {len(owned_files)} files")

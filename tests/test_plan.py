@@ -155,3 +155,18 @@ def test_removes_sees_inside_a_directory_whose_sibling_sorts_between(tmp_path: P
 
     largest = [entry["path"] for entry in summarise(plan)["largest_kept"]]
     assert f"{SITE}/toolz" in largest and f"{SITE}/tool" not in largest, largest
+
+
+def test_minimal_keeps_programs_a_package_starts_natively(tmp_path: Path) -> None:
+    # torch starts torch/bin/torch_shm_manager with exec from C++: no trace sees it.
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "eng", {"eng/__init__.py": "", "eng/bin/helper": b"\x7fELF" + b"\0" * 60,
+                           "eng/bin/notes.txt": "x", "eng/_ext.so": b"\x7fELF" + b"\0" * 60})
+    for name in ("bin/helper", "_ext.so"):
+        (root / SITE / "eng" / name).chmod(0o755)
+    plan = plan_for(root, "minimal", has_trace=True,
+                    trace_paths=frozenset({f"{SITE}/eng/__init__.py"}))
+    assert not plan.removes(f"{SITE}/eng/bin/helper")
+    assert {k.path: k.saved_by for k in plan.kept}[f"{SITE}/eng/bin/helper"] == "executable"
+    assert plan.removes(f"{SITE}/eng/bin/notes.txt")
+    assert plan.removes(f"{SITE}/eng/_ext.so")  # a library with an x bit is not a program
