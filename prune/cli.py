@@ -19,9 +19,9 @@ from typing import Any, Optional
 import click
 
 from . import __version__
+from .env import locate as locate_env
 from .errors import PruneError, UsageError
 from .plan import PlanOptions
-from .env import locate as locate_env
 from .report import FORMATS, Extras, render
 
 __all__ = ["main", "cli"]

@@ -39,7 +39,7 @@ class SourceReader(Protocol):
     def required(self, path: str) -> frozenset[str]:
         """The imports whose absence breaks the module (no optional or TYPE_CHECKING ones)."""
 
-    def contains(self, path: str, needles: "tuple[bytes, ...]") -> bool:
+    def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         """Whether an import statement of the file mentions any of ``needles`` (identifiers).
 
         A cheap pre-filter: a False here means no import of those names can be in the file.
@@ -91,7 +91,7 @@ class DiskSources:
     question) dominated planning time on 100k-file environments.
     """
 
-    def __init__(self, root: "os.PathLike[str] | str", inventory: Optional[Inventory] = None) -> None:
+    def __init__(self, root: os.PathLike[str] | str, inventory: Optional[Inventory] = None) -> None:
         self._root = os.fspath(root)
         self._tokens: dict[str, frozenset[bytes]] = {}
         self._covered: dict[str, frozenset[bytes]] = {}
@@ -107,11 +107,11 @@ class DiskSources:
         except OSError:
             return b""
 
-    def hint(self, needles: "Iterable[bytes]") -> None:
+    def hint(self, needles: Iterable[bytes]) -> None:
         """Needles later questions will ask about, so one read of a file answers them all."""
         self._hints |= set(needles)
 
-    def prefetch(self, paths: "Sequence[str]", needles: "Iterable[bytes]") -> None:
+    def prefetch(self, paths: Sequence[str], needles: Iterable[bytes]) -> None:
         """Answer :meth:`contains` for many files at once, reading them from a thread pool.
 
         On virtualised or network filesystems each read waits on I/O, not on the CPU; reads
@@ -128,7 +128,7 @@ class DiskSources:
             for chunk in range(0, len(todo), 4096):
                 list(pool.map(lambda p: self.contains(p, asked), todo[chunk:chunk + 4096]))
 
-    def contains(self, path: str, needles: "tuple[bytes, ...]") -> bool:
+    def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         tokens = self._tokens.get(path)
         covered = self._covered.get(path)
         if tokens is None or (covered is not None and not covered.issuperset(needles)):
@@ -220,7 +220,7 @@ class _Matcher:
 class _ProtectionMatcher:
     """A knowledge-base protection with the same fast matching as rules."""
 
-    def __init__(self, protection: "Protection") -> None:
+    def __init__(self, protection: Protection) -> None:
         self.protection = protection
         self._m = _Matcher(make_rule(protection.id, "keep", protection.patterns, protection.reason))
 
@@ -429,25 +429,28 @@ def build_plan(
     # Keep beats removing a whole distribution too: a distribution with a file that a keep
     # pattern, --keep-module or a trace protects, or that code kept by the import check
     # needs, is kept, and the plan is made again (the graph then keeps what it requires).
-    extra_keep: frozenset[str] = frozenset()
+    extra_keep: dict[str, str] = {}
     for _ in range(8):
         plan, needed = _plan_once(inventory, profile, options, sources, knowledge, extra_keep)
-        if needed <= extra_keep:
+        if needed.keys() <= extra_keep.keys():
             return plan
-        extra_keep = extra_keep | needed
+        extra_keep = {**needed, **extra_keep}
     return plan
 
 
 def _plan_once(
     inventory: Inventory, profile: Profile, options: PlanOptions, sources: SourceReader,
-    knowledge: Knowledge, extra_keep: frozenset[str],
-) -> tuple[Plan, frozenset[str]]:
+    knowledge: Knowledge, extra_keep: Mapping[str, str],
+) -> tuple[Plan, dict[str, str]]:
+    """One planning pass. ``extra_keep`` maps distributions an earlier pass found needed
+    (a kept file inside them) to the reason; the pass returns the same for itself."""
     from dataclasses import replace as _replace
 
+    named = set(options.keep_dists)
     if extra_keep:
-        options = _replace(options, keep_dists=tuple(sorted(set(options.keep_dists) | extra_keep)))
+        options = _replace(options, keep_dists=tuple(sorted(named | set(extra_keep))))
     env = inventory.env
-    needed: set[str] = set()
+    needed: dict[str, str] = {}
     diagnostics: list[Diagnostic] = list(inventory.diagnostics)
     bytecode = options.bytecode or profile.bytecode
 
@@ -472,6 +475,11 @@ def _plan_once(
         if fe.owner:
             sizes[fe.owner] += fe.size
     dist_decisions = _decide_distributions(inventory, profile, options, knowledge, sources, sizes)
+    if extra_keep:
+        dist_decisions = tuple(
+            _replace(d, reason=extra_keep[d.name]) if d.name in extra_keep and d.name not in named else d
+            for d in dist_decisions
+        )
     removed_dists = {d.name: d for d in dist_decisions if d.remove}
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
@@ -497,11 +505,16 @@ def _plan_once(
             continue
 
         if owner in removed_dists:
-            if site is not None and (
-                any(m.match(sub) for m in keep_matchers) or fe.path in trace_kept
-                or any(sub == p + ".py" or sub.startswith(p + "/") for p in keep_module_prefixes)
-            ):
-                needed.add(owner)
+            if site is not None and owner not in needed:
+                keeper = next((f"keep rule {m.rule.id} ({', '.join(m.rule.patterns)})" for m in keep_matchers
+                               if m.match(sub)), None)
+                if keeper is None and fe.path in trace_kept:
+                    keeper = "a trace (--keep-from)"
+                if keeper is None:
+                    keeper = next((f"--keep-module {p.replace('/', '.')}" for p in keep_module_prefixes
+                                   if sub == p + ".py" or sub.startswith(p + "/")), None)
+                if keeper is not None:
+                    needed[owner] = f"kept: {keeper} keeps {sub}"
             st.remove_key = ("distribution", owner, "profile" if owner in profile.remove_distributions
                              else "graph", owner, False)
             continue
@@ -548,8 +561,9 @@ def _plan_once(
             if st.saved_by == "imported" and st.entry.path.endswith(".py"):
                 for mod in sources.required(st.entry.path):
                     dep = owner_of_top.get(mod.split(".", 1)[0])
-                    if dep is not None and dep != st.owner:
-                        needed.add(dep)
+                    if dep is not None and dep != st.owner and dep not in needed:
+                        needed[dep] = (f"kept: {st.sub} imports {mod} (a test or docs file kept "
+                                       "because other kept code imports it)")
 
     actions = _collapse(states, inventory, removed_dists, env.site_packages, options.trace_dirs)
     kept = tuple(
@@ -575,7 +589,7 @@ def _plan_once(
         records=records,
         diagnostics=tuple(diagnostics),
         options=opts,
-    ), frozenset(needed)
+    ), needed
 
 
 def _protection(

@@ -113,7 +113,7 @@ def _load_distribution(
     files: list[str] = []
     has_record = True
     record_text = _read(dist, "RECORD")
-    entries: "Optional[list[str]]" = None
+    entries: Optional[list[str]] = None
     if record_text is not None:
         # RECORD is parsed here rather than through Distribution.files, which stats every
         # entry to skip missing ones: a second walk of the whole tree on a big environment.

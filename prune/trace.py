@@ -34,10 +34,10 @@ Every path is a real path (symlinks resolved) relative to the root, POSIX, and o
 under the root that still exist after the run are kept. Lists are sorted, ``modules`` is
 sorted by name. ``files`` holds files opened or memory-mapped (bytecode caches included);
 ``dirs`` directories listed, which says the directory must exist, not that any of its content
-is needed (see :meth:`Trace.reached_paths`); ``libraries`` shared objects loaded (extension modules, their vendored ``*.libs``,
-ctypes); ``distributions`` the canonical names (PEP 503) of distributions whose dist-info or
-egg-info files were opened. ``exit_code`` is the command's status as a shell reports it
-(128+N for signal N); ``processes`` how many Python processes were traced.
+is needed (see :meth:`Trace.reached_paths`); ``libraries`` shared objects loaded (extension
+modules, their vendored ``*.libs``, ctypes); ``distributions`` the canonical names (PEP 503)
+of distributions whose dist-info or egg-info files were opened. ``exit_code`` is the command's
+status as a shell reports it (128+N for signal N); ``processes`` how many Python processes were traced.
 """
 
 from __future__ import annotations

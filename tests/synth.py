@@ -33,7 +33,7 @@ def make_venv_tree(root: Path, *, python: bool = True) -> Path:
     return root
 
 
-def add_dist(root: Path, name: str, files: dict[str, "str | bytes"], *, version: str = "1.0",
+def add_dist(root: Path, name: str, files: dict[str, str | bytes], *, version: str = "1.0",
              requires: tuple[str, ...] = (), requested: bool = True, scripts: tuple[str, ...] = (),
              top_level: Optional[tuple[str, ...]] = None, site: str = SITE) -> Path:
     """Install a fake distribution: its files (relative to site-packages) plus a dist-info
@@ -55,7 +55,7 @@ def add_dist(root: Path, name: str, files: dict[str, "str | bytes"], *, version:
         sp.chmod(0o755)
         rel = os.path.relpath(sp, base).replace(os.sep, "/")
         records.append(f"{rel},,")
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires]
     md = base / info
     md.mkdir(parents=True, exist_ok=True)

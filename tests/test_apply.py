@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from conftest import tree_digest
+from synth import SITE, add_dist, make_venv_tree
+
 from prune.apply import Failure, apply_plan, pending_journal, recover, state_dir
 from prune.env import locate
 from prune.errors import PendingJournal, UnsafePath, VerificationFailed
@@ -18,7 +19,6 @@ from prune.plan import PlanOptions, build_plan
 from prune.profiles import load_profile
 from prune.record import read_rows
 from prune.scan import scan
-from synth import SITE, add_dist, make_venv_tree
 
 
 def make_env(tmp_path: Path) -> Path:

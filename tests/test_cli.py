@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import tree_digest
-from prune.cli import cli, main, parse_size
 from synth import SITE, add_dist, make_venv_tree
+
+from prune.cli import cli, main, parse_size
 
 VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
 

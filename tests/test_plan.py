@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synth import SITE, add_dist, make_venv_tree
 
 from prune.env import locate
 from prune.errors import UsageError
 from prune.plan import PlanOptions, build_plan, explain
 from prune.profiles import load_profile
 from prune.scan import scan
-from synth import SITE, add_dist, make_venv_tree
 
 
 def plan_for(root: Path, profile: str = "standard", **opts: object):

@@ -713,9 +713,6 @@ def test_bytecode_in_imported_tests_dir_is_dropped() -> None:
         assert (root / SITE / "app" / "tests" / "__init__.py").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "plan.build_plan keeps such distributions by re-planning with them added to keep_dists, so "
-    "the graph reports 'kept: named with --keep-dist', which the user never passed"))
 def test_distribution_kept_by_keep_pattern_or_saved_tests_dir_says_why() -> None:
     """Habit 4: every decision carries its real reason (reports and --explain show it)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -724,3 +721,5 @@ def test_distribution_kept_by_keep_pattern_or_saved_tests_dir_says_why() -> None
         reasons = {d.name: d.reason for d in plan_for(root, "safe", PlanOptions(keep=("pip/",))).distributions}
         reasons.update({f"{d.name} (standard)": d.reason for d in plan_for(root, "standard").distributions})
         assert not [r for r in reasons.values() if "--keep-dist" in r], reasons
+        assert "pip/" in reasons["pip"] and "keep rule" in reasons["pip"], reasons
+        assert "app/tests/__init__.py imports pytest" in reasons["pytest (standard)"], reasons

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from synth import SITE, add_dist, make_venv_tree
 
 from prune.env import locate
 from prune.errors import EnvironmentNotFound, UsageError
 from prune.plan import build_plan
 from prune.profiles import load_profile
 from prune.scan import scan
-from synth import SITE, add_dist, make_venv_tree
 
 
 def codes(inv) -> set[str]:  # type: ignore[no-untyped-def]
