@@ -217,6 +217,14 @@ class _Matcher:
         return self.rule.patterns[0]
 
 
+def _any_of(matchers: Sequence[_Matcher]) -> Optional[re.Pattern[str]]:
+    """One regex that matches when any of the matchers might: a pre-filter that lets most
+    files (plain sources no rule names) skip the per-rule loop. None: no pre-filter possible."""
+    if not matchers or any(m.fast is None for m in matchers):
+        return None
+    return re.compile("|".join(f"(?:{m.fast.pattern})" for m in matchers if m.fast is not None))
+
+
 class _ProtectionMatcher:
     """A knowledge-base protection with the same fast matching as rules."""
 
@@ -468,6 +476,8 @@ def _plan_once(
     installed = {d.name for d in inventory.distributions}
     protections = [_ProtectionMatcher(p) for p in knowledge.protect
                    if not p.when or any(canonicalize_name(w) in installed for w in p.when)]
+    any_remove = _any_of(remove_matchers)
+    prefilters = (_any_of([p._m for p in protections]), _any_of(keep_matchers))
 
     # Distribution decisions first: a removed distribution takes all its files.
     sizes: dict[str, int] = defaultdict(int)
@@ -520,7 +530,11 @@ def _plan_once(
             continue
 
         # Which removal rule claims the file (last match wins, like .gitignore)?
-        for m in remove_matchers:
+        if any_remove is not None and not (any_remove.match(sub) or (fe.is_link and any_remove.match(sub + "/"))):
+            candidates: Sequence[_Matcher] = ()
+        else:
+            candidates = remove_matchers
+        for m in candidates:
             scope = m.rule.scope
             if scope == "site" and site is None:
                 continue
@@ -537,7 +551,7 @@ def _plan_once(
             continue
         # Protections, in order of precedence; the first that applies is reported.
         reason = _protection(st, env.kind, meta_dirs, pth_protected, existing, protections,
-                             keep_matchers, keep_module_prefixes, trace_kept)
+                             keep_matchers, keep_module_prefixes, trace_kept, prefilters)
         if reason:
             st.saved_by, st.saved_reason = reason
             continue
@@ -596,8 +610,10 @@ def _protection(
     st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: set[str],
     protections: Sequence[object], keep_matchers: Sequence[_Matcher],
     keep_module_prefixes: tuple[str, ...], trace_kept: frozenset[str],
+    prefilters: tuple[Optional[re.Pattern[str]], Optional[re.Pattern[str]]] = (None, None),
 ) -> Optional[tuple[str, str]]:
     path, sub, site = st.entry.path, st.sub, st.site
+    any_protect, any_keep = prefilters
     if site is None and kind == "venv" and _VENV_SKELETON.match(path):
         return "environment", "part of the virtual environment itself (interpreter, activation, pyvenv.cfg)"
     if site is not None:
@@ -614,15 +630,16 @@ def _protection(
             return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
     if name.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
-    if site is not None:
+    if site is not None and (any_protect is None or any_protect.match(sub)):
         for prot in protections:
             assert isinstance(prot, _ProtectionMatcher)
             if prot.match(sub):
                 kb = prot.protection
                 return f"knowledge:{kb.id}", f"{kb.reason} ({kb.source})"
-    for m in keep_matchers:
-        if m.match(sub):
-            return f"keep:{m.rule.id}", m.rule.reason or "keep rule"
+    if any_keep is None or any_keep.match(sub):
+        for m in keep_matchers:
+            if m.match(sub):
+                return f"keep:{m.rule.id}", m.rule.reason or "keep rule"
     if site is not None:
         for prefix in keep_module_prefixes:
             if sub == prefix + ".py" or sub.startswith(prefix + "/") or sub.startswith(prefix + "."):
@@ -789,18 +806,33 @@ def _collapse(
     for dist in inv.distributions:
         if dist.name not in removed_dists:
             structural.add(dist.metadata_dir)
+    # Count each file in its own directory, then add every directory's counts into its
+    # parent, deepest first (one pass per directory rather than one per file and ancestor).
     for st in states:
         path = st.entry.path
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        while True:
-            total[parent] += 1
-            if st.remove_key is not None:
-                removed[parent] += 1
-                rbytes[parent] += st.entry.size
-                keys[parent].add(st.remove_key)
-            if not parent:
+        total[parent] += 1
+        if st.remove_key is not None:
+            removed[parent] += 1
+            rbytes[parent] += st.entry.size
+            keys[parent].add(st.remove_key)
+    every = set(total)
+    for d in list(total):
+        while d and "/" in d:
+            d = d.rsplit("/", 1)[0]
+            if d in every:
                 break
-            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+            every.add(d)
+    every.add("")
+    for d in sorted(every, key=lambda x: -x.count("/") if x else 1):
+        if not d:
+            continue
+        parent = d.rsplit("/", 1)[0] if "/" in d else ""
+        total[parent] += total[d]
+        if removed.get(d):
+            removed[parent] += removed[d]
+            rbytes[parent] += rbytes[d]
+            keys[parent] |= keys[d]
     matcher_for: dict[str, _Matcher] = {}
     for st in states:
         if st.remove_rule is not None:

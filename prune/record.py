@@ -40,6 +40,10 @@ def resolve_entry(site: str, entry: str) -> Optional[str]:
     entry = entry.replace("\\", "/")
     if not entry or entry.startswith("/") or (len(entry) > 1 and entry[1] == ":"):
         return None
+    if "/." not in "/" + entry and "//" not in entry and not entry.endswith("/"):
+        # Already normal (no ".", "..", empty or trailing parts): the common case, joined
+        # without normpath.
+        return f"{site}/{entry}" if site else entry
     joined = posixpath.normpath(posixpath.join(site, entry)) if site else posixpath.normpath(entry)
     if joined == ".." or joined.startswith("../") or joined == ".":
         return None
