@@ -243,7 +243,7 @@ class _FileState:
     sub: str
     owner: str
     remove_rule: Optional[_Matcher] = None
-    matched: list[_Matcher] = field(default_factory=list)
+    fallback_rule: Optional[_Matcher] = None  # the last non-import-checked rule that matched
     remove_key: Optional[tuple[str, str, str, str, bool]] = None
     saved_by: str = ""
     saved_reason: str = ""
@@ -534,7 +534,10 @@ def _plan_once(
             candidates: Sequence[_Matcher] = ()
         else:
             candidates = remove_matchers
-        for m in candidates:
+        # Scanned from the last rule back, stopping at the first that matches; past an
+        # import-checked rule (tests/), also the rule that applies if the import check saves
+        # the directory.
+        for m in reversed(candidates):
             scope = m.rule.scope
             if scope == "site" and site is None:
                 continue
@@ -543,8 +546,13 @@ def _plan_once(
             # A symlink to a directory matches directory patterns ("tests/") as the link
             # itself: only the link is ever removed, never what it points at.
             if m.match(sub) or (fe.is_link and m.match(sub + "/")):
-                st.remove_rule = m
-                st.matched.append(m)
+                if st.remove_rule is None:
+                    st.remove_rule = m
+                    if not m.rule.import_check:
+                        break
+                elif not m.rule.import_check:
+                    st.fallback_rule = m
+                    break
 
         gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
         if st.remove_rule is None and not (gated and site is not None):
@@ -774,10 +782,10 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
                 for st in candidates[key]:
                     # Saving the directory does not save its caches or C sources: the last
                     # rule that matched before the import-checked one still applies.
-                    earlier = [m for m in st.matched if not m.rule.import_check]
-                    if earlier and not st.saved_by:
-                        st.remove_rule = earlier[-1]
-                        st.remove_key = (earlier[-1].rule.id, "", earlier[-1].rule.profile, st.owner, False)
+                    earlier = st.fallback_rule
+                    if earlier is not None and not st.saved_by:
+                        st.remove_rule = earlier
+                        st.remove_key = (earlier.rule.id, "", earlier.rule.profile, st.owner, False)
                         continue
                     st.remove_key = None
                     st.saved_by = "imported"
