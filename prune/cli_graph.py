@@ -15,7 +15,7 @@ import click
 
 from .errors import UsageError
 from .graph import GraphDecision, decide_distributions, project_name, roots_from_requirements
-from .imports import module_name_for, required_modules
+from .imports import is_evidence_file, module_name_for, required_modules
 from .model import Inventory
 
 __all__ = ["distribution_imports", "distribution_sizes", "graph_command"]
@@ -40,16 +40,15 @@ def distribution_imports(inventory: Inventory) -> dict[str, list[tuple[str, str]
     """distribution -> ``(required module, file)`` for every Python file it owns.
 
     Optional imports (``try: import x except ImportError``) and ``if TYPE_CHECKING:``
-    imports do not count (:func:`prune.imports.required_modules`). Files under
-    ``tests``/``test`` directories are skipped: code only tests run does not keep a
-    distribution (the prune plan applies the same rule).
+    imports do not count (:func:`prune.imports.required_modules`). Files only tests or builds
+    run are skipped (:func:`prune.imports.is_evidence_file`), as in the prune plan.
     """
     sites = sorted(inventory.env.site_packages, key=len, reverse=True)
     result: dict[str, set[tuple[str, str]]] = {}
     for fe in inventory.files:
         if fe.owner is None or fe.is_link or not fe.path.endswith(".py"):
             continue
-        if "/tests/" in fe.path or "/test/" in fe.path:
+        if not is_evidence_file(fe.path):
             continue
         rel = next((fe.path[len(s) + 1:] for s in sites if s and fe.path.startswith(s + "/")),
                    fe.path)
@@ -193,14 +192,16 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         own = project_name(requirements)
         if own and own in installed:
             root_names.append(own)
+    knowledge = load_knowledge()
     decision = decide_distributions(
         inventory.distributions,
         marker_env=marker_env,
         roots=root_names or None,
         removable=chosen.remove_distributions,
-        dev_tools=dict(load_knowledge().dev_tools) if chosen.remove_dev_tools else None,
+        dev_tools=dict(knowledge.dev_tools) if chosen.remove_dev_tools else None,
         imports=distribution_imports(inventory),
         sizes=distribution_sizes(inventory),
+        dev_extras=knowledge.dev_extras,
     )
     data = _summary(inventory, decision)
     if fmt == "json":

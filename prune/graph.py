@@ -17,7 +17,7 @@ import difflib
 import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -175,7 +175,8 @@ def _written(req: Requirement) -> str:
 
 
 def build_graph(
-    distributions: Sequence[Distribution], *, marker_env: Mapping[str, str]
+    distributions: Sequence[Distribution], *, marker_env: Mapping[str, str],
+    dev_extras: Collection[str] = (),
 ) -> Graph:
     """Build the requirement graph of installed distributions for the target interpreter.
 
@@ -188,6 +189,9 @@ def build_graph(
 
     :param distributions: as scanned; names are canonical.
     :param marker_env: PEP 508 marker values of the target interpreter.
+    :param dev_extras: extra names (``tests``, ``cover``, ...) that installation alone does not
+        activate: that pytest is installed does not mean ``pure-eval[tests]`` is in use. They
+        still activate when a requirement asks for them.
     """
     dists = {d.name: d for d in distributions}
     diags: list[Diagnostic] = []
@@ -226,6 +230,8 @@ def build_graph(
     for name, d in dists.items():
         for declared in sorted({canonicalize_name(x) for x in d.extras}):
             reqs = extra_reqs(name, declared)
+            if declared in dev_extras:
+                continue
             if reqs and all(canonicalize_name(r.name) in dists for r in reqs):
                 active[name].add(declared)
 
@@ -389,6 +395,7 @@ def decide_distributions(
     force: bool = False,
     imports: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     sizes: Mapping[str, int] | None = None,
+    dev_extras: Collection[str] = (),
 ) -> GraphDecision:
     """Decide which whole distributions stay and which go, each with its chain of reasons.
 
@@ -416,13 +423,16 @@ def decide_distributions(
     :param imports: distribution -> ``(imported module, file)`` pairs found by a static scan
         of its kept modules; dotted names are resolved more precisely than top-level ones.
     :param sizes: distribution -> bytes it occupies (for reports).
+    :param dev_extras: development extras (``tests``, ``cover``) that installation alone does
+        not activate (see :func:`build_graph`); used only when ``dev_tools`` is given.
     :raises UsageError: a name in ``roots``, ``keep`` or ``remove`` is not installed; a
         name is both kept (or a root) and removed; ``remove`` names an editable install; or,
         without ``force``, ``remove`` names a distribution that a kept one requires.
     """
     imports = imports or {}
     sizes = sizes or {}
-    graph = build_graph(distributions, marker_env=marker_env)
+    graph = build_graph(distributions, marker_env=marker_env,
+                        dev_extras=frozenset(dev_extras) if dev_tools is not None else frozenset())
     dists = graph.distributions
     names = sorted(dists)
 

@@ -317,6 +317,7 @@ def _decide_distributions(
             force=options.force,
             imports=imports,
             sizes=sizes,
+            dev_extras=knowledge.dev_extras,
         )
         return tuple(decision.decisions)
 
@@ -337,8 +338,8 @@ def _distribution_imports(
     modules of the distributions in ``maybe`` (those that might be removed).
 
     Each source file is first checked for those names as bytes (cheap) and parsed only on
-    a hit. Test directories are skipped: code that only tests imports does not keep a
-    distribution.
+    a hit. Test directories, ``conftest.py`` and ``setup.py`` files are skipped: code that only
+    tests or builds imports does not keep a distribution.
     """
     candidates: dict[str, str] = {}
     for dist in inv.distributions:
@@ -350,6 +351,8 @@ def _distribution_imports(
         candidates.setdefault("pkg_resources", "setuptools")
     if not candidates:
         return {}
+    from .imports import is_evidence_file
+
     needles = tuple(sorted({t.encode() for t in candidates}))
     result: dict[str, list[tuple[str, str]]] = defaultdict(list)
     prefetch = getattr(sources, "prefetch", None)
@@ -358,9 +361,7 @@ def _distribution_imports(
     for fe in inv.files:
         if not fe.path.endswith(".py") or fe.owner is None or fe.is_link:
             continue
-        if "/tests/" in fe.path or "/test/" in fe.path:
-            continue
-        if fe.path.endswith("-nspkg.pth"):
+        if not is_evidence_file(fe.path):
             continue
         if not sources.contains(fe.path, needles):
             continue

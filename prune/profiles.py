@@ -170,6 +170,7 @@ class Knowledge:
     protect: tuple[Protection, ...]
     optional: tuple[OptionalData, ...]
     dev_tools: tuple[tuple[str, str], ...]  # (canonical name or fnmatch pattern, what it is)
+    dev_extras: tuple[str, ...] = ()  # extras installation alone does not activate ("tests")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -348,4 +349,5 @@ def load_knowledge() -> Knowledge:
             if isinstance(entry, dict) and "name" in entry:
                 tools.append((str(entry["name"]), str(entry.get("reason", "development tool"))))
         dev_tools = tuple(tools)
-    return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools)
+    dev_extras = tuple(str(x) for x in (dev or {}).get("extras", ()))
+    return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools, dev_extras=dev_extras)

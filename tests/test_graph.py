@@ -104,6 +104,29 @@ def test_extra_asked_for_by_another_distribution_is_active() -> None:
     assert removed(decide_distributions(dists, marker_env=ENV, roots=["app"])) == set()
 
 
+def test_development_extras_do_not_keep_development_tools() -> None:
+    # pure-eval[tests] needs pytest; pytest being installed does not make that extra in use.
+    dists = [dist("pure-eval", "pytest; extra == 'tests'", extras=["tests"], requested=True),
+             dist("pytest", requested=True)]
+    assert build_graph(dists, marker_env=ENV).active_extras["pure-eval"] == ("tests",)
+    graph = build_graph(dists, marker_env=ENV, dev_extras={"tests"})
+    assert graph.active_extras["pure-eval"] == ()
+    decision = decide_distributions(dists, marker_env=ENV, dev_tools=DEV, dev_extras={"tests"})
+    assert removed(decision) == {"pytest"}
+    # Asked for by name, the extra is in use after all.
+    asked = [*dists, dist("app", "pure-eval[tests]", requested=True)]
+    decision = decide_distributions(asked, marker_env=ENV, dev_tools=DEV, dev_extras={"tests"})
+    assert removed(decision) == set()
+
+
+def test_builtin_development_extras_are_loaded() -> None:
+    from prune.profiles import load_knowledge
+
+    extras = load_knowledge().dev_extras
+    assert {"tests", "test", "cover", "docs"} <= set(extras)
+    assert "format" not in extras  # jsonschema[format] is run-time code
+
+
 def test_extra_markers_combined_with_python_version() -> None:
     lib = dist("lib", "a; python_version < '3.9' and extra == 'x'", "b; extra == 'x'",
                extras=["x"])
