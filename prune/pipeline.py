@@ -266,31 +266,46 @@ def _strip_preparer(
         todo = [c for c in candidates if c.strippable]
         if progress:
             progress(f"stripping {len(todo)} ELF files (copies, each re-checked)")
-        def one(i: int, cand: Any) -> Optional[Replacement]:
-            src = env.root / cand.path
+
+        def strip_one(i: int, cand: Any) -> Optional[tuple[Any, Path, int]]:
             dst = scratch / f"strip{i:06d}"
             try:
-                saved = stripmod.strip_copy(src, dst)
+                saved = stripmod.strip_copy(env.root / cand.path, dst)
             except Exception:  # noqa: BLE001 - a file strip cannot handle simply stays as it is
                 return None
             if saved <= 0:
                 os.unlink(dst)
                 return None
-            # origin=src: the copy must resolve $ORIGIN libraries (torch/lib) as the original does.
-            err = stripmod.check_loads(env.python, dst, cand.module, origin=src,
-                                       sys_path=env.site_paths() if env.kind == "site-packages" else ())
-            if err is not None:
-                os.unlink(dst)
-                return None
-            return Replacement(cand.path, dst, saved, "strip --strip-unneeded")
+            return cand, dst, saved
 
-        # Each check starts an interpreter (about a second with numpy imported): run them on
-        # both cores. Results keep the candidates' order, so plans and reports stay stable.
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(lambda ic: one(*ic), enumerate(todo)))
-        return [r for r in results if r is not None]
+        workers = max(1, jobs)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            stripped = [r for r in pool.map(lambda ic: strip_one(*ic), enumerate(todo)) if r is not None]
+        # Each check starts an interpreter (about a second with numpy imported): the copies
+        # are checked in one batch per core, and a failing batch is split until the file
+        # that fails is found (see strip.check_loads_many). origin=src: a copy must resolve
+        # $ORIGIN libraries (torch/lib) as the original does.
+        sys_path = env.site_paths() if env.kind == "site-packages" else ()
+        batches = [stripped[k::workers] for k in range(workers)]
+
+        def check(batch: list[tuple[Any, Path, int]]) -> list[Optional[str]]:
+            return stripmod.check_loads_many(
+                env.python, [(dst, cand.module, env.root / cand.path) for cand, dst, _ in batch],
+                sys_path=sys_path)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            verdicts = list(pool.map(check, batches))
+        ok: dict[str, Replacement] = {}
+        for batch, errors in zip(batches, verdicts):
+            for (cand, dst, saved), err in zip(batch, errors):
+                if err is not None:
+                    os.unlink(dst)
+                    continue
+                ok[cand.path] = Replacement(cand.path, dst, saved, "strip --strip-unneeded")
+        # Results keep the candidates' order, so plans and reports stay stable.
+        return [ok[c.path] for c in todo if c.path in ok]
 
     return prepare, ""
 

@@ -20,6 +20,7 @@ here writes into the environment: the copy goes where the caller says, the check
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -50,6 +51,7 @@ __all__ = [
     "StripCandidate",
     "StripError",
     "check_loads",
+    "check_loads_many",
     "elf_module_name",
     "find_strip_candidates",
     "is_shared_object_name",
@@ -367,9 +369,9 @@ def _unlink(path: Path) -> None:
 # the package's own imports of that module also get the copy and the original is never loaded
 # (loading both would trip "cannot load module more than once per process" guards).
 _CHECK = r"""
-import ctypes, importlib, importlib.abc, importlib.machinery, importlib.util, os, sys
-path, module = sys.argv[1], sys.argv[2]
-sys.path[:0] = sys.argv[3:]
+import ctypes, importlib, importlib.abc, importlib.machinery, importlib.util, json, os, sys
+items = json.loads(sys.argv[1])
+sys.path[:0] = sys.argv[2:]
 def fail(msg):
     sys.stderr.write("\nVENV-PRUNE-CHECK: " + " ".join(str(msg).split()) + "\n")
     sys.exit(3)
@@ -377,17 +379,20 @@ libc = ctypes.CDLL(None)
 libc.dlopen.restype = ctypes.c_void_p
 libc.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
 libc.dlerror.restype = ctypes.c_char_p
-if not libc.dlopen(os.fsencode(path), os.RTLD_LAZY):
-    err = libc.dlerror()
-    fail("dlopen: " + (err.decode("utf-8", "replace") if err else "failed"))
-if module:
-    class Finder(importlib.abc.MetaPathFinder):
-        def find_spec(self, fullname, search=None, target=None):
-            if fullname != module:
-                return None
-            loader = importlib.machinery.ExtensionFileLoader(fullname, path)
-            return importlib.util.spec_from_file_location(fullname, path, loader=loader)
-    sys.meta_path.insert(0, Finder())
+for path, module in items:
+    if not libc.dlopen(os.fsencode(path), os.RTLD_LAZY):
+        err = libc.dlerror()
+        fail("dlopen: " + (err.decode("utf-8", "replace") if err else "failed"))
+copies = {module: path for path, module in items if module}
+class Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, search=None, target=None):
+        path = copies.get(fullname)
+        if path is None:
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(fullname, path)
+        return importlib.util.spec_from_file_location(fullname, path, loader=loader)
+sys.meta_path.insert(0, Finder())
+for module, path in copies.items():
     try:
         mod = importlib.import_module(module)
     except BaseException as exc:
@@ -435,17 +440,53 @@ def check_loads(
     :returns: None if it loads, else one line saying what failed (the loader's or the import's
         error, a crash signal, or a time-out).
     """
+    return check_loads_many(python, [(path, module, origin)], sys_path=sys_path, timeout=timeout)[0]
+
+
+def check_loads_many(
+    python: Path | None,
+    items: Sequence[tuple[Path, str | None, Path | None]],
+    *,
+    sys_path: Sequence[Path] = (),
+    timeout: float = 300.0,
+) -> list[str | None]:
+    """:func:`check_loads` for many ``(copy, module, origin)`` at once, one answer each.
+
+    All copies are loaded in one process, every module name redirected to its copy. Stripping
+    almost never breaks a file, so one process usually answers for the whole batch (an
+    interpreter start with numpy imported costs about a second); when the batch fails, it is
+    split in halves until each failure is pinned on one file, checked on its own.
+    """
+    if not items:
+        return []
+    err = _run_check(python, items, sys_path, timeout * len(items) if len(items) > 1 else timeout)
+    if err is None:
+        return [None] * len(items)
+    if len(items) == 1:
+        return [err]
+    half = len(items) // 2
+    return (check_loads_many(python, items[:half], sys_path=sys_path, timeout=timeout)
+            + check_loads_many(python, items[half:], sys_path=sys_path, timeout=timeout))
+
+
+def _run_check(
+    python: Path | None, items: Sequence[tuple[Path, str | None, Path | None]],
+    sys_path: Sequence[Path], timeout: float,
+) -> str | None:
     interpreter = os.fspath(python) if python is not None else sys.executable
-    args = [interpreter, "-I", "-B", "-c", _CHECK, os.fspath(path),
-            module if (module and python is not None) else "",
-            *(os.fspath(p) for p in sys_path)]
+    pairs = [(os.fspath(path), module if (module and python is not None) else "") for path, module, _ in items]
+    args = [interpreter, "-I", "-B", "-c", _CHECK, json.dumps(pairs), *(os.fspath(p) for p in sys_path)]
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
-    if origin is not None:
-        extra = _library_path(origin)
+    extra: list[str] = []
+    for _, _, origin in items:
+        if origin is not None:
+            extra += [d for d in _library_path(origin) if d not in extra]
+    if extra:
         if env.get("LD_LIBRARY_PATH"):
             extra.append(env["LD_LIBRARY_PATH"])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(extra)
+    name = items[0][0].name if len(items) == 1 else f"{len(items)} files"
     with tempfile.TemporaryDirectory(prefix="venv-prune-check-") as cwd:
         try:
             proc = subprocess.run(
@@ -453,7 +494,7 @@ def check_loads(
                 stdin=subprocess.DEVNULL, timeout=timeout, check=False,
             )
         except subprocess.TimeoutExpired:
-            return f"loading {path.name} timed out after {timeout:g} s"
+            return f"loading {name} timed out after {timeout:g} s"
         except OSError as exc:
             raise UsageError(f"{interpreter}: cannot run ({exc.strerror}); pass a working "
                              "--python") from exc
@@ -464,9 +505,9 @@ def check_loads(
             return line[len("VENV-PRUNE-CHECK: "):]
     if proc.returncode < 0:
         try:
-            name = signal.Signals(-proc.returncode).name
+            sig = signal.Signals(-proc.returncode).name
         except ValueError:
-            name = f"signal {-proc.returncode}"
-        return f"loading {path.name} crashed the interpreter ({name})"
+            sig = f"signal {-proc.returncode}"
+        return f"loading {name} crashed the interpreter ({sig})"
     lines = proc.stderr.strip().splitlines()
-    return lines[-1] if lines else f"loading {path.name} exited with status {proc.returncode}"
+    return lines[-1] if lines else f"loading {name} exited with status {proc.returncode}"

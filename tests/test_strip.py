@@ -20,6 +20,7 @@ from prune.strip import (
     SKIP_VENDORED,
     StripError,
     check_loads,
+    check_loads_many,
     elf_module_name,
     find_strip_candidates,
     is_shared_object_name,
@@ -203,6 +204,24 @@ def test_check_loads_reports_failures(numpy_env: Path, tmp_path: Path) -> None:
     assert "numpy.libs" not in str(moved)
     assert check_loads(python, moved, "numpy.linalg.lapack_lite") is not None
     assert check_loads(python, moved, "numpy.linalg.lapack_lite", origin=lapack) is None
+
+
+@needs_toolchain
+def test_batched_check_pins_each_failure_on_its_file(numpy_env: Path, tmp_path: Path) -> None:
+    python = numpy_env / "bin" / "python"
+    sp = site_packages(numpy_env)
+    src = next(sp.glob("gext*.so"))
+    lapack = next(sp.glob("numpy/linalg/lapack_lite*.so"))
+    good_ext, good_lapack = tmp_path / "a.so", tmp_path / "b.so"
+    shutil.copy2(src, good_ext)
+    shutil.copy2(lapack, good_lapack)
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(src.read_bytes()[:4096])
+    ok = [(good_ext, "gext", src), (good_lapack, "numpy.linalg.lapack_lite", lapack)]
+    assert check_loads_many(python, ok) == [None, None]
+    verdicts = check_loads_many(python, [ok[0], (broken, "gext", src), ok[1]])
+    assert verdicts[0] is None and verdicts[2] is None, verdicts
+    assert verdicts[1] and ("dlopen" in verdicts[1] or "crashed" in verdicts[1]), verdicts
 
 
 @needs_toolchain
