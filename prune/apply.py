@@ -392,8 +392,15 @@ def apply_plan(
             t = time.monotonic()
             if progress:
                 progress(f"staging {len(moves)} removals")
+            # Bytecode caches go last, after verification: a cache never decides whether a
+            # module imports (a __pycache__ file without its source is ignored), and with the
+            # caches still there the imports after pruning cost what they cost before,
+            # instead of compiling every kept source.
+            bytecode = {a.path for a in plan.actions if a.rule == "bytecode"} if verifier is not None else set()
+            late = [st for st in txn.journal["steps"] if st["op"] == "move" and st["path"] in bytecode]
             for step in txn.journal["steps"]:
-                _do_step(txn, step)
+                if step["op"] != "move" or step["path"] not in bytecode:
+                    _do_step(txn, step)
             timings.append(("stage", time.monotonic() - t))
 
             failures: tuple[Failure, ...] = ()
@@ -421,6 +428,8 @@ def apply_plan(
                 )
                 err.result = result  # type: ignore[attr-defined]
                 raise err
+            for step in late:
+                _do_step(txn, step)
     except KeyboardInterrupt as exc:
         _rollback(txn)
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
@@ -439,6 +448,14 @@ def apply_plan(
     if progress:
         progress("committing")
     _commit(txn)
+    # A __pycache__ shared by several distributions' top-level modules loses its files in
+    # several actions (one per owner, so each RECORD is rewritten) and is left empty: it goes.
+    emptied = {a.path.rsplit("/", 1)[0] for a in plan.actions
+               if a.rule == "bytecode" and a.kind != "dir" and "/" in a.path}
+    for d in sorted(emptied, reverse=True):
+        if d.rsplit("/", 1)[-1] == "__pycache__":
+            with contextlib.suppress(OSError):
+                os.rmdir(root / d)
     timings.append(("commit", time.monotonic() - t))
     timings.append(("total", time.monotonic() - t0))
     return ApplyResult(plan, True, (), True if verifier is not None else None, tuple(all_repl),

@@ -163,3 +163,40 @@ def test_read_only_directory_can_be_staged_and_committed(tmp_path: Path) -> None
         if tests.exists():
             tests.chmod(0o755)
     assert not tests.exists()
+
+
+class _SeesCaches:
+    """A verifier that records whether bytecode caches were still there when it checked."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.seen: list[bool] = []
+
+    def before(self) -> None:
+        self.seen.append(self.cache.exists())
+
+    def after(self) -> Sequence[Failure]:
+        self.seen.append(self.cache.exists())
+        return ()
+
+
+def test_caches_go_after_verification_and_a_shared_pycache_goes_when_emptied(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "one", {"one.py": "", "__pycache__/one.cpython-311.pyc": b"\0" * 16})
+    add_dist(root, "two", {"two.py": "", "__pycache__/two.cpython-311.pyc": b"\0" * 16,
+                           "two_pkg/__init__.py": "", "two_pkg/__pycache__/__init__.cpython-311.pyc": b"\0"})
+    plan = plan_of(root, "safe")
+    shared = root / SITE / "__pycache__"
+    assert {a.path for a in plan.actions} >= {f"{SITE}/__pycache__/one.cpython-311.pyc",
+                                              f"{SITE}/__pycache__/two.cpython-311.pyc"}
+    verifier = _SeesCaches(root / SITE / "two_pkg" / "__pycache__")
+    apply_plan(plan, verifier=verifier)
+    # Imports after pruning ran with the caches in place (no recompiling every source)...
+    assert verifier.seen == [True, True]
+    # ...and the caches are gone afterwards, the emptied shared __pycache__ with them.
+    assert not (root / SITE / "two_pkg" / "__pycache__").exists()
+    assert not shared.exists()
+    assert (root / SITE / "one.py").exists() and (root / SITE / "two_pkg" / "__init__.py").exists()
+    for name in ("one", "two"):
+        record = next((root / SITE).glob(f"{name}-*.dist-info")) / "RECORD"
+        assert not [r for r in read_rows(record.read_text()) if "__pycache__" in r[0]]
