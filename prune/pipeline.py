@@ -124,12 +124,18 @@ class _RemovedModules:
                     subs.add(a.path[len(site) + 1:])
         self._subs = subs
         self._sorted = sorted(subs)
+        self._trace_only = trace_only
 
     def __contains__(self, module: str) -> bool:
         rel = module.replace(".", "/")
         parts = rel.split("/")
         for i in range(1, len(parts) + 1):
             if "/".join(parts[:i]) in self._subs:
+                return True
+            # A trace that licensed removing a package's __init__.py saw no import of the
+            # package, so none of anything below it either (networkx's loopback backend
+            # module stays, as entry points do, under a networkx that minimal removed).
+            if self._trace_only and i < len(parts) and "/".join(parts[:i]) + "/__init__.py" in self._subs:
                 return True
         if f"{rel}.py" in self._subs or f"{rel}/__init__.py" in self._subs:
             return True

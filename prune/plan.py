@@ -576,17 +576,21 @@ def _plan_once(
                   if d.name not in removed_dists for ep in d.entry_points}
     _import_check(states, sources, diagnostics, frozenset(ep_modules))
     if removed_dists:
-        # Code the import check kept (a tests/ directory kept code imports) may need a
-        # distribution the graph was about to remove (its static scan skips test directories).
+        # The graph's static scan skips test directories (code only tests run does not keep a
+        # distribution). A test file that stays after all (kept code imports it, a keep
+        # pattern, a protection or a trace saves it) is evidence again: its imports may need a
+        # distribution the graph was about to remove, and the plan is made again.
         owner_of_top = {top: d.name for d in inventory.distributions if d.name in removed_dists
                         for top in _dist_top_levels(d, env.site_packages)}
         for st in states:
-            if st.saved_by == "imported" and st.entry.path.endswith(".py"):
-                for mod in sources.required(st.entry.path):
+            path = st.entry.path
+            if (st.remove_key is None and path.endswith(".py") and not st.entry.is_link
+                    and st.site is not None and _is_test_file(path)):
+                for mod in sources.required(path):
                     dep = owner_of_top.get(mod.split(".", 1)[0])
                     if dep is not None and dep != st.owner and dep not in needed:
-                        needed[dep] = (f"kept: {st.sub} imports {mod} (a test or docs file kept "
-                                       "because other kept code imports it)")
+                        why = st.saved_reason or "no rule removes it"
+                        needed[dep] = f"kept: {st.sub} imports {mod} (a test file that stays: {why})"
 
     actions = _collapse(states, inventory, removed_dists, env.site_packages, options.trace_dirs)
     kept = tuple(
@@ -727,6 +731,15 @@ def _trace_gated(
                                             "(exec is invisible to a trace)")
             return
         st.remove_key = ("minimal-untraced", "(not reached by any trace)", profile.name, st.owner, True)
+
+
+def _is_test_file(path: str) -> bool:
+    """A file in a tests/test directory, which the graph's import scan skipped as test code
+    (see prune/imports.py). conftest.py and setup.py are not: only pytest and build tools load
+    them, never an import of the application."""
+    from .imports import is_evidence_file
+
+    return not is_evidence_file(path) and not path.endswith(("/conftest.py", "/setup.py"))
 
 
 def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: list[Diagnostic],

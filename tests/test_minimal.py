@@ -453,3 +453,29 @@ def test_minimal_removes_at_least_as_much_as_aggressive(small: Small) -> None:
     agg = dry_run(small, "--profile", "aggressive")
     mini = dry_run(small, "--profile", "minimal", "--keep-from", small.trace)
     assert mini.removed >= agg.removed
+
+
+def test_minimal_does_not_verify_entry_points_into_a_package_it_removed(tmp_path: Path) -> None:
+    # torch's environment: networkx declares a backend entry point into
+    # networkx.classes.tests.dispatch_interface. Entry-point modules stay (plugin discovery
+    # loads them), but minimal removes the untraced networkx/__init__.py above it, so the
+    # entry point cannot load and verification rolled the whole prune back.
+    from synth import SITE, add_dist, make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": "VALUE = 1\n"})
+    md = add_dist(root, "eng", {"eng/__init__.py": "from eng.core import Graph\n",
+                                "eng/core.py": "class Graph:\n    pass\n",
+                                "eng/tests/__init__.py": "",
+                                "eng/tests/backend.py": "from eng import Graph\nbackend = Graph()\n"})
+    (md / "entry_points.txt").write_text("[eng.backends]\nloop = eng.tests.backend:backend\n")
+    with (md / "RECORD").open("a") as record:
+        record.write(f"{md.name}/entry_points.txt,,\n")
+    out = tmp_path / "trace.json"
+    proc = trace(root, out, str(root / "bin" / "python"), "-c", "import app", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = Pruned(root, "--profile", "minimal", "--keep-from", out)
+    assert run.code == 0, run.stderr
+    assert run.status == "passed"
+    assert not (root / SITE / "eng" / "__init__.py").exists()
+    assert run_python(root, "import app; print(app.VALUE)").stdout.strip() == "1"

@@ -183,3 +183,23 @@ def test_conftest_and_setup_py_do_not_keep_a_development_tool(tmp_path: Path) ->
     add_dist(other, "pytest", {"pytest/__init__.py": ""})
     kept = {d.name: d.reason for d in plan_for(other, "standard").distributions if not d.remove}
     assert "app/core.py" in kept["pytest"], kept
+
+
+@pytest.mark.parametrize("keep", [(), ("tests/",)])
+def test_a_test_directory_that_stays_is_evidence_again(tmp_path: Path, keep: tuple[str, ...]) -> None:
+    # Found by the state machine in test_properties: app imports app.tests (so the directory
+    # stays, by the import check or a --keep), app.tests imports pkg_resources, and nothing
+    # declares setuptools. Removing setuptools would break "import app".
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": "import app.tests\n",
+                           "app/tests/__init__.py": "import pkg_resources\n",
+                           "app/tests/conftest.py": "import pytest\n"},
+             requires=('setuptools; python_version < "3"', "pytest"))
+    add_dist(root, "setuptools", {"setuptools/__init__.py": "", "pkg_resources/__init__.py": ""},
+             requested=False)
+    add_dist(root, "pytest", {"pytest/__init__.py": ""}, requested=False)
+    plan = plan_for(root, "safe", keep=keep)
+    assert not plan.removes(f"{SITE}/app/tests/__init__.py")
+    decisions = {d.name: d for d in plan.distributions}
+    assert not decisions["setuptools"].remove, decisions["setuptools"]
+    assert "app/tests/__init__.py imports pkg_resources" in decisions["setuptools"].reason
