@@ -107,6 +107,10 @@ class DiskSources:
         except OSError:
             return b""
 
+    def read_bytes(self, path: str) -> bytes:
+        """The file's bytes (empty when it cannot be read): for sourceless ``.pyc`` modules."""
+        return self._read(path)
+
     def hint(self, needles: Iterable[bytes]) -> None:
         """Needles later questions will ask about, so one read of a file answers them all."""
         self._hints |= set(needles)
@@ -373,6 +377,19 @@ def _distribution_imports(
             owner = candidates.get(mod.split(".", 1)[0])
             if owner is not None and owner != fe.owner:
                 result[fe.owner].append((mod, fe.path))
+    # A sourceless module's bytecode may come from another Python version, so it is not
+    # unmarshalled: a candidate's name among its bytes counts as an import (keeping a
+    # distribution costs bytes; removing a needed one breaks the module).
+    read = getattr(sources, "read_bytes", None)
+    existing = {fe.path for fe in inv.files} if read is not None else set()
+    for fe in inv.files:
+        if (read is None or not fe.path.endswith(".pyc") or fe.owner is None or fe.is_link
+                or "/__pycache__/" in f"/{fe.path}" or fe.path[:-1] in existing):
+            continue
+        data = read(fe.path)
+        for top, owner in candidates.items():
+            if owner != fe.owner and top.encode() in data:
+                result[fe.owner].append((top, fe.path))
     for fe in inv.files:
         if fe.path.endswith("-nspkg.pth") and fe.owner:
             result[fe.owner].append(("pkg_resources", fe.path))
@@ -582,15 +599,7 @@ def _plan_once(
         # distribution the graph was about to remove, and the plan is made again.
         owner_of_top = {top: d.name for d in inventory.distributions if d.name in removed_dists
                         for top in _dist_top_levels(d, env.site_packages)}
-        for st in states:
-            path = st.entry.path
-            if (st.remove_key is None and path.endswith(".py") and not st.entry.is_link
-                    and st.site is not None and _is_test_file(path)):
-                for mod in sources.required(path):
-                    dep = owner_of_top.get(mod.split(".", 1)[0])
-                    if dep is not None and dep != st.owner and dep not in needed:
-                        why = st.saved_reason or "no rule removes it"
-                        needed[dep] = f"kept: {st.sub} imports {mod} (a test file that stays: {why})"
+        _staying_test_code_needs(states, sources, owner_of_top, needed)
 
     actions = _collapse(states, inventory, removed_dists, env.site_packages, options.trace_dirs)
     kept = tuple(
@@ -733,13 +742,81 @@ def _trace_gated(
         st.remove_key = ("minimal-untraced", "(not reached by any trace)", profile.name, st.owner, True)
 
 
-def _is_test_file(path: str) -> bool:
-    """A file in a tests/test directory, which the graph's import scan skipped as test code
-    (see prune/imports.py). conftest.py and setup.py are not: only pytest and build tools load
-    them, never an import of the application."""
-    from .imports import is_evidence_file
+def _staying_test_code_needs(states: Sequence[_FileState], sources: SourceReader,
+                             owner_of_top: Mapping[str, str], needed: dict[str, str]) -> None:
+    """Add to ``needed`` the removed distributions that test code which stays imports.
 
-    return not is_evidence_file(path) and not path.endswith(("/conftest.py", "/setup.py"))
+    The graph's import scan skips test code (files under tests/ and test/, conftest.py,
+    setup.py: see prune/imports.py). A file in a test directory that stays after all (kept
+    code imports it, or a keep pattern, a protection or a trace saves it) is evidence again.
+    A conftest.py or setup.py that stays is evidence only when kept code imports it: pytest
+    and build tools load those, rarely the application.
+    """
+    from .imports import is_evidence_file, module_name_for
+
+    def needs(st: _FileState) -> list[tuple[str, str]]:
+        found = []
+        for mod in sources.required(st.entry.path):
+            dep = owner_of_top.get(mod.split(".", 1)[0])
+            if dep is not None and dep != st.owner and dep not in needed:
+                found.append((dep, mod))
+        return found
+
+    staying = [st for st in states if st.remove_key is None and st.entry.path.endswith(".py")
+               and not st.entry.is_link and st.site is not None]
+    hooks: dict[str, tuple[_FileState, list[tuple[str, str]]]] = {}
+    for st in staying:
+        if is_evidence_file(st.entry.path):
+            continue
+        found = needs(st)
+        if not found:
+            continue
+        if not st.entry.path.endswith(("/conftest.py", "/setup.py")):
+            why = st.saved_reason or "no rule removes it"
+            for dep, mod in found:
+                needed.setdefault(dep, f"kept: {st.sub} imports {mod} (a test file that stays: {why})")
+            continue
+        named = module_name_for(st.sub)
+        if named is not None:
+            hooks[named[0]] = (st, found)
+    if not hooks:
+        return
+    needles = tuple(sorted({m.rsplit(".", 1)[-1].encode() for m in hooks}))
+    imported: set[str] = set()
+    for st in staying:
+        if sources.contains(st.entry.path, needles):
+            imported |= sources.imports(st.entry.path)
+    for name, (st, found) in sorted(hooks.items()):
+        if name in imported:
+            for dep, mod in found:
+                needed.setdefault(dep, f"kept: {st.sub} imports {mod} (kept code imports {name})")
+
+
+def _is_sourceless(st: _FileState) -> bool:
+    """A sourceless module: ``x.pyc`` outside ``__pycache__`` with no ``x.py`` beside it."""
+    path = st.entry.path
+    return (path.endswith(".pyc") and "/__pycache__/" not in f"/{path}"
+            and (st.saved_by == "sourceless-bytecode" or st.remove_rule is None))
+
+
+def _sourceless_mentions(st: _FileState, sources: SourceReader,
+                         modules: Mapping[str, tuple[str, str]]) -> set[str]:
+    """The candidate modules a sourceless ``.pyc`` may import.
+
+    Its bytecode may come from another Python version than ours, so it is not unmarshalled:
+    a candidate counts as imported when its dotted name appears in the file's bytes, or its
+    last part does and the candidate is in the same top-level package (``from . import
+    tests`` stores only ``tests``). Over-keeping a tests directory costs bytes; missing one
+    breaks the module.
+    """
+    read = getattr(sources, "read_bytes", None)
+    if read is None:
+        return set(modules)
+    data = read(st.entry.path)
+    top = st.sub.split("/", 1)[0]
+    return {mod for mod in modules
+            if mod.encode() in data
+            or (mod.split(".", 1)[0] == top and mod.rsplit(".", 1)[-1].encode() in data)}
 
 
 def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: list[Diagnostic],
@@ -777,15 +854,17 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
     needles = tuple(sorted({m.rsplit(".", 1)[-1].encode() for m in modules}))
     in_candidate = {id(st) for group in candidates.values() for st in group}
     pending = [st for st in states
-               if st.entry.path.endswith(".py") and id(st) not in in_candidate and st.remove_key is None
-               and st.site is not None and not st.entry.is_link]
+               if (st.entry.path.endswith(".py") or _is_sourceless(st)) and id(st) not in in_candidate
+               and st.remove_key is None and st.site is not None and not st.entry.is_link]
     saved: set[tuple[str, str]] = set()
     first = True
     while pending or first:
         imported: set[str] = set(entry_point_modules) if first else set()
         first = False
         for st in pending:
-            if sources.contains(st.entry.path, needles):
+            if st.entry.path.endswith(".pyc"):
+                imported |= _sourceless_mentions(st, sources, modules)
+            elif sources.contains(st.entry.path, needles):
                 imported |= sources.imports(st.entry.path)
         newly: list[_FileState] = []
         for mod, key in sorted(modules.items()):

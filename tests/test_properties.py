@@ -59,7 +59,7 @@ LINUX = sys.platform.startswith("linux")
 # one is open the generator steers clear of it, so the properties keep guarding everything
 # else; once it is fixed its xfail test passes, strict xfail fails the suite, and the switch
 # (and the xfail mark) should go.
-BUG_SOURCELESS_IMPORTS_UNSEEN = True                   # test_sourceless_module_keeps_...
+# None is open now (the last, sourceless modules' imports, is fixed and its test a regression).
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -243,11 +243,9 @@ def env_specs(draw: st.DrawFn, *, with_tools: bool = True, dist_prefix: str = "z
                     files[f"{path}/locale/fr/LC_MESSAGES/{top}.po"] = b'msgid ""\n'
                 if draw(st.integers(0, 3)) == 0:
                     name = f"legacy{len(sourceless)}"
-                    legacy_src = "LEGACY = 1\n"
-                    if not BUG_SOURCELESS_IMPORTS_UNSEEN:
-                        legacy_src = source_of(f"{p}.{name}", False).decode()
-                        if own_tests and draw(st.booleans()) is True:
-                            legacy_src += f"from . import {own_tests[0]}\n"
+                    legacy_src = source_of(f"{p}.{name}", False).decode()
+                    if own_tests and draw(st.booleans()) is True:
+                        legacy_src += f"from . import {own_tests[0]}\n"
                     files[f"{path}/{name}.pyc"] = pyc_bytes(legacy_src, name)
                     sourceless[f"{p}.{name}"] = p
                     if draw(st.booleans()):
@@ -646,7 +644,7 @@ TestPruneMachine.settings = settings(max_examples=12, stateful_step_count=5, dea
 
 # --------------------------------------------------------------------------------------------
 # Minimal reproductions of bugs these properties found (regressions now), and open ones
-# (xfail strict; see the BUG_* switches at the top).
+# (xfail strict; see the note on known bugs at the top).
 
 def _small_env(tmp: Path, files: dict[str, str | bytes], *tools: str) -> Path:
     root = make_venv_tree(tmp / "env")
@@ -667,14 +665,33 @@ def test_kept_tests_dir_keeps_the_distributions_it_imports() -> None:
         assert importable(root / SITE, ["app"]) == {"app"}
 
 
-@pytest.mark.xfail(BUG_SOURCELESS_IMPORTS_UNSEEN, strict=True, reason=(
-    "plan._import_check reads only .py files, so a kept sourceless module (invariant 7) that "
-    "imports its package's tests/ does not save it"))
 def test_sourceless_module_keeps_the_tests_dir_it_imports() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = _small_env(Path(tmp), {"app/__init__.py": "from . import legacy\n",
                                       "app/legacy.pyc": pyc_bytes("from . import tests\n", "legacy"),
                                       "app/tests/__init__.py": ""})
+        assert importable(root / SITE, ["app"]) == {"app"}
+        apply_plan(plan_for(root, "safe"))
+        assert importable(root / SITE, ["app"]) == {"app"}
+
+
+def test_imported_conftest_keeps_the_distribution_it_imports() -> None:
+    """conftest.py is not import evidence for the graph (pytest loads it), unless kept code
+    imports it: then its ``import pkg_resources`` keeps setuptools."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _small_env(Path(tmp), {"app/__init__.py": "import app.docs.conftest\n",
+                                      "app/docs/__init__.py": "",
+                                      "app/docs/conftest.py": "import pkg_resources\n"}, "setuptools")
+        assert importable(root / SITE, ["app"]) == {"app"}
+        apply_plan(plan_for(root, "safe"))
+        assert importable(root / SITE, ["app"]) == {"app"}
+
+
+def test_sourceless_module_keeps_the_distribution_it_imports() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _small_env(Path(tmp), {"app/__init__.py": "from . import legacy\n",
+                                      "app/legacy.pyc": pyc_bytes("import pkg_resources\n", "legacy")},
+                          "setuptools")
         assert importable(root / SITE, ["app"]) == {"app"}
         apply_plan(plan_for(root, "safe"))
         assert importable(root / SITE, ["app"]) == {"app"}
