@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synth import SITE, add_dist, make_venv_tree
 
 from prune.env import locate
@@ -203,3 +205,17 @@ def test_a_test_directory_that_stays_is_evidence_again(tmp_path: Path, keep: tup
     decisions = {d.name: d for d in plan.distributions}
     assert not decisions["setuptools"].remove, decisions["setuptools"]
     assert "app/tests/__init__.py imports pkg_resources" in decisions["setuptools"].reason
+
+
+_PIECES = [b"import", b"import_module", b"__import__", b"from", b"x", b" ", b"\n", b"#", b"(",
+           b")", b",", b"tests", b"\t", b"importlib", b"."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_import_statements_equal_the_plain_regex(pieces: list[bytes]) -> None:
+    # The planner's fast path must find exactly what the regex finds on its own.
+    from prune.plan import _IMPORT_STMT, _import_statements
+
+    data = b"".join(pieces)
+    assert _import_statements(data) == _IMPORT_STMT.findall(data)
