@@ -654,46 +654,37 @@ def _small_env(tmp: Path, files: dict[str, str | bytes], *tools: str) -> Path:
     return root
 
 
-def test_kept_tests_dir_keeps_the_distributions_it_imports() -> None:
-    """The graph skips tests/ when it looks for imports; a tests/ dir kept by the import check
-    must still keep the (dev-tool) distribution it imports."""
+# Each case: files of "app", the tool distributions installed, the profile. "import app" must
+# work before and after the prune.
+IMPORT_EVIDENCE_CASES = {
+    # The graph skips tests/ when it looks for imports; a tests/ dir kept by the import check
+    # must still keep the (dev-tool) distribution it imports.
+    "kept-tests-dir-keeps-its-distribution": (
+        {"app/__init__.py": "from . import tests\n", "app/tests/__init__.py": "import pytest\n"},
+        ("pytest",), "standard"),
+    "sourceless-module-keeps-its-tests-dir": (
+        {"app/__init__.py": "from . import legacy\n",
+         "app/legacy.pyc": pyc_bytes("from . import tests\n", "legacy"), "app/tests/__init__.py": ""},
+        (), "safe"),
+    # conftest.py is not evidence for the graph (pytest loads it) unless kept code imports it.
+    "imported-conftest-keeps-its-distribution": (
+        {"app/__init__.py": "import app.docs.conftest\n", "app/docs/__init__.py": "",
+         "app/docs/conftest.py": "import pkg_resources\n"},
+        ("setuptools",), "safe"),
+    "sourceless-module-keeps-its-distribution": (
+        {"app/__init__.py": "from . import legacy\n",
+         "app/legacy.pyc": pyc_bytes("import pkg_resources\n", "legacy")},
+        ("setuptools",), "safe"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMPORT_EVIDENCE_CASES))
+def test_import_evidence_regressions(case: str) -> None:
+    files, tools, profile = IMPORT_EVIDENCE_CASES[case]
     with tempfile.TemporaryDirectory() as tmp:
-        root = _small_env(Path(tmp), {"app/__init__.py": "from . import tests\n",
-                                      "app/tests/__init__.py": "import pytest\n"}, "pytest")
+        root = _small_env(Path(tmp), files, *tools)
         assert importable(root / SITE, ["app"]) == {"app"}
-        apply_plan(plan_for(root, "standard"))
-        assert importable(root / SITE, ["app"]) == {"app"}
-
-
-def test_sourceless_module_keeps_the_tests_dir_it_imports() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = _small_env(Path(tmp), {"app/__init__.py": "from . import legacy\n",
-                                      "app/legacy.pyc": pyc_bytes("from . import tests\n", "legacy"),
-                                      "app/tests/__init__.py": ""})
-        assert importable(root / SITE, ["app"]) == {"app"}
-        apply_plan(plan_for(root, "safe"))
-        assert importable(root / SITE, ["app"]) == {"app"}
-
-
-def test_imported_conftest_keeps_the_distribution_it_imports() -> None:
-    """conftest.py is not import evidence for the graph (pytest loads it), unless kept code
-    imports it: then its ``import pkg_resources`` keeps setuptools."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = _small_env(Path(tmp), {"app/__init__.py": "import app.docs.conftest\n",
-                                      "app/docs/__init__.py": "",
-                                      "app/docs/conftest.py": "import pkg_resources\n"}, "setuptools")
-        assert importable(root / SITE, ["app"]) == {"app"}
-        apply_plan(plan_for(root, "safe"))
-        assert importable(root / SITE, ["app"]) == {"app"}
-
-
-def test_sourceless_module_keeps_the_distribution_it_imports() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = _small_env(Path(tmp), {"app/__init__.py": "from . import legacy\n",
-                                      "app/legacy.pyc": pyc_bytes("import pkg_resources\n", "legacy")},
-                          "setuptools")
-        assert importable(root / SITE, ["app"]) == {"app"}
-        apply_plan(plan_for(root, "safe"))
+        apply_plan(plan_for(root, profile))
         assert importable(root / SITE, ["app"]) == {"app"}
 
 
