@@ -210,7 +210,8 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
             lines.append(f"  - {x['name']} {x['version']} ({human_bytes(x['bytes'])}): {x['reason']}")
         notable = [x for x in decisions if not x["remove"] and (x["chain"] or verbose)]
         for x in notable if verbose else notable[:10]:
-            lines.append(f"  = {x['name']} {x['version']} kept: {x['reason']}")
+            reason = x["reason"] if x["reason"].startswith("kept") else f"kept: {x['reason']}"
+            lines.append(f"  = {x['name']} {x['version']} {reason}")
     if d["stripped"]:
         saved = sum(s.get("bytes_saved", 0) for s in d["stripped"])
         lines.append("")

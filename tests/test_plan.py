@@ -219,3 +219,14 @@ def test_import_statements_equal_the_plain_regex(pieces: list[bytes]) -> None:
 
     data = b"".join(pieces)
     assert _import_statements(data) == _IMPORT_STMT.findall(data)
+
+
+def test_text_report_says_kept_once(tmp_path: Path) -> None:
+    from prune.report import render
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": "import lib\n"}, requires=("lib",))
+    add_dist(root, "lib", {"lib/__init__.py": ""}, requested=False)
+    text = render(plan_for(root, "standard"), "text", verbose=True)
+    assert "= lib 1.0 kept: required by app" in text, text
+    assert "kept: kept" not in text
