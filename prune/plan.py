@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
@@ -369,37 +369,32 @@ def _distribution_imports(
     hint = getattr(sources, "hint", None)
     if hint is not None:
         hint(needles)  # one read of each file answers this question and the import check's
-    for fe in inv.files:
-        if not fe.path.endswith(".py") or fe.owner is None or fe.is_link:
-            continue
-        if not is_evidence_file(fe.path):
-            continue
-        if not sources.contains(fe.path, needles):
-            continue
-        # Only imports whose absence breaks the module count (not try/except ImportError,
-        # not TYPE_CHECKING): werkzeug's guarded `import pkg_resources` must not keep
-        # setuptools. The full dotted name goes to the graph (google.protobuf is protobuf's,
-        # not every google-* distribution's).
-        for mod in sources.required(fe.path):
-            owner = candidates.get(mod.split(".", 1)[0])
-            if owner is not None and owner != fe.owner:
-                result[fe.owner].append((mod, fe.path))
     # A sourceless module's bytecode may come from another Python version, so it is not
     # unmarshalled: a candidate's name among its bytes counts as an import (keeping a
     # distribution costs bytes; removing a needed one breaks the module).
     read = getattr(sources, "read_bytes", None)
     existing = {fe.path for fe in inv.files} if read is not None else set()
     for fe in inv.files:
-        if (read is None or not fe.path.endswith(".pyc") or fe.owner is None or fe.is_link
-                or "/__pycache__/" in f"/{fe.path}" or fe.path[:-1] in existing):
+        if fe.owner is None:
             continue
-        data = read(fe.path)
-        for top, owner in candidates.items():
-            if owner != fe.owner and top.encode() in data:
-                result[fe.owner].append((top, fe.path))
-    for fe in inv.files:
-        if fe.path.endswith("-nspkg.pth") and fe.owner:
+        if fe.path.endswith("-nspkg.pth"):
             result[fe.owner].append(("pkg_resources", fe.path))
+        elif fe.is_link:
+            continue
+        elif read is not None and _is_sourceless_pyc(fe.path, existing):
+            data = read(fe.path)
+            for top, dist_name in candidates.items():
+                if dist_name != fe.owner and top.encode() in data:
+                    result[fe.owner].append((top, fe.path))
+        elif fe.path.endswith(".py") and is_evidence_file(fe.path) and sources.contains(fe.path, needles):
+            # Only imports whose absence breaks the module count (not try/except ImportError,
+            # not TYPE_CHECKING): werkzeug's guarded `import pkg_resources` must not keep
+            # setuptools. The full dotted name goes to the graph (google.protobuf is
+            # protobuf's, not every google-* distribution's).
+            for mod in sources.required(fe.path):
+                owner = candidates.get(mod.split(".", 1)[0])
+                if owner is not None and owner != fe.owner:
+                    result[fe.owner].append((mod, fe.path))
     return {k: sorted(set(v)) for k, v in result.items()}
 
 
@@ -654,9 +649,8 @@ def _protection(
         if path == p or path.startswith(p + "/"):
             return "pth", "a .pth file, or a path a .pth file adds to sys.path (editable installs)"
     name = path.rsplit("/", 1)[-1]
-    if name.endswith(".pyc") and "/__pycache__/" not in f"/{path}":
-        if path[:-1] not in existing:
-            return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
+    if _is_sourceless_pyc(path, existing):
+        return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
     if name.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
     if site is not None and (any_protect is None or any_protect.match(sub)):
@@ -799,8 +793,15 @@ def _staying_test_code_needs(states: Sequence[_FileState], sources: SourceReader
                 needed.setdefault(dep, f"kept: {st.sub} imports {mod} (kept code imports {name})")
 
 
+def _is_sourceless_pyc(path: str, existing: Container[str]) -> bool:
+    """``x.pyc`` outside ``__pycache__`` with no ``x.py`` beside it: a module of its own."""
+    return path.endswith(".pyc") and "/__pycache__/" not in f"/{path}" and path[:-1] not in existing
+
+
 def _is_sourceless(st: _FileState) -> bool:
-    """A sourceless module: ``x.pyc`` outside ``__pycache__`` with no ``x.py`` beside it."""
+    """A loose ``x.pyc`` (outside ``__pycache__``) that stays: protected as a sourceless
+    module, or matched by no rule at all (then counted even with an ``x.py`` beside it, which
+    costs at most a kept tests directory)."""
     path = st.entry.path
     return (path.endswith(".pyc") and "/__pycache__/" not in f"/{path}"
             and (st.saved_by == "sourceless-bytecode" or st.remove_rule is None))
