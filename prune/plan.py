@@ -10,6 +10,7 @@ plan exactly.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -125,11 +126,24 @@ class DiskSources:
         self._sites = inventory.env.site_packages if inventory else ("",)
 
     def _read(self, path: str) -> bytes:
+        # os.open/os.read rather than open(): no buffered file object per file, which halves
+        # the cost of reading tens of thousands of small sources.
         try:
-            with open(os.path.join(self._root, path), "rb") as fh:
-                return fh.read()
+            fd = os.open(os.path.join(self._root, path), os.O_RDONLY)
         except OSError:
             return b""
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 18)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except OSError:
+            return b""
+        finally:
+            os.close(fd)
 
     def read_bytes(self, path: str) -> bytes:
         """The file's bytes (empty when it cannot be read): for sourceless ``.pyc`` modules."""
@@ -147,7 +161,7 @@ class DiskSources:
             asked = frozenset(self._hints) | frozenset(needles)
             # memmem first (C speed): most files mention none of the needles anywhere, and
             # only those that do pay for the import-statement regex.
-            if data and any(n in data for n in asked):
+            if data and any(n in data for n in _shortest(asked)):
                 tokens = frozenset(_WORD.findall(b"\n".join(_import_statements(data))))
                 self._covered.pop(path, None)
             else:
@@ -177,6 +191,13 @@ class DiskSources:
         if cached is None:
             cached = self._required[path] = self._scan(path, required=True)
         return cached
+
+
+@functools.lru_cache(maxsize=64)
+def _shortest(needles: frozenset[bytes]) -> tuple[bytes, ...]:
+    """The needles that contain no other needle: a text holds some needle exactly when it
+    holds one of these (``test`` answers for ``tests`` and ``testing`` too)."""
+    return tuple(sorted(n for n in needles if not any(o != n and o in n for o in needles)))
 
 
 def _site_relative(path: str, sites: Sequence[str]) -> Optional[tuple[str, str]]:
@@ -228,12 +249,38 @@ class _Matcher:
         return self.rule.patterns[0]
 
 
-def _any_of(matchers: Sequence[_Matcher]) -> Optional[re.Pattern[str]]:
-    """One regex that matches when any of the matchers might: a pre-filter that lets most
-    files (plain sources no rule names) skip the per-rule loop. None: no pre-filter possible."""
-    if not matchers or any(m.fast is None for m in matchers):
-        return None
-    return re.compile("|".join(f"(?:{m.fast.pattern})" for m in matchers if m.fast is not None))
+class _FirstMatch:
+    """The first of several matchers, in order, that matches a path: one regex call.
+
+    Each matcher's regex becomes one alternative of a combined regex, wrapped in a capturing
+    group. ``re`` tries alternatives left to right, so the alternative that matches is the
+    first matcher that does, and that group (it encloses every group inside it, so it closes
+    last) is ``lastindex``. Matchers without a combined regex (rules with negations) are
+    asked one by one. Matching every file against every rule separately was the largest
+    single cost of planning a 100k-file environment.
+    """
+
+    def __init__(self, matchers: Iterable[_Matcher]) -> None:
+        self.matchers = tuple(matchers)
+        self._regex: Optional[re.Pattern[str]] = None
+        self._by_group: dict[int, _Matcher] = {}
+        if self.matchers and all(m.fast is not None for m in self.matchers):
+            parts: list[str] = []
+            index = 1
+            for m in self.matchers:
+                assert m.fast is not None
+                parts.append(f"({m.fast.pattern})")
+                self._by_group[index] = m
+                index += 1 + m.fast.groups
+            self._regex = re.compile("|".join(parts))
+
+    def first(self, path: str) -> Optional[_Matcher]:
+        if self._regex is None:
+            return next((m for m in self.matchers if m.match(path)), None)
+        found = self._regex.match(path)
+        if found is None or found.lastindex is None:
+            return None
+        return self._by_group[found.lastindex]
 
 
 class _ProtectionMatcher:
@@ -496,8 +543,21 @@ def _plan_once(
     installed = {d.name for d in inventory.distributions}
     protections = [_ProtectionMatcher(p) for p in knowledge.protect
                    if not p.when or any(canonicalize_name(w) in installed for w in p.when)]
-    any_remove = _any_of(remove_matchers)
-    prefilters = (_any_of([p._m for p in protections]), _any_of(keep_matchers))
+    # Last match wins among removal rules (as in .gitignore): scanned from the last rule
+    # back. A rule's scope says whether it applies inside site-packages, outside, or both.
+    first_remove = {
+        True: _FirstMatch(m for m in reversed(remove_matchers) if m.rule.scope != "root"),
+        False: _FirstMatch(m for m in reversed(remove_matchers) if m.rule.scope != "site"),
+    }
+    # When an import-checked rule (tests/) wins, the rule that applies if the import check
+    # saves the directory: the first earlier rule that is not import-checked.
+    first_fallback = {
+        in_site: _FirstMatch(m for m in first_remove[in_site].matchers if not m.rule.import_check)
+        for in_site in (True, False)
+    }
+    first_keep = _FirstMatch(keep_matchers)
+    first_protection = _FirstMatch(p._m for p in protections)
+    protection_of = {id(p._m): p for p in protections}
 
     # Distribution decisions first: a removed distribution takes all its files.
     sizes: dict[str, int] = defaultdict(int)
@@ -536,8 +596,9 @@ def _plan_once(
 
         if owner in removed_dists:
             if site is not None and owner not in needed:
-                keeper = next((f"keep rule {m.rule.id} ({', '.join(m.rule.patterns)})" for m in keep_matchers
-                               if m.match(sub)), None)
+                keeping = first_keep.first(sub)
+                keeper = (f"keep rule {keeping.rule.id} ({', '.join(keeping.rule.patterns)})"
+                          if keeping is not None else None)
                 if keeper is None and fe.path in trace_kept:
                     keeper = "a trace (--keep-from)"
                 if keeper is None:
@@ -549,37 +610,22 @@ def _plan_once(
                              else "graph", owner, False)
             continue
 
-        # Which removal rule claims the file (last match wins, like .gitignore)?
-        if any_remove is not None and not (any_remove.match(sub) or (fe.is_link and any_remove.match(sub + "/"))):
-            candidates: Sequence[_Matcher] = ()
-        else:
-            candidates = remove_matchers
-        # Scanned from the last rule back, stopping at the first that matches; past an
-        # import-checked rule (tests/), also the rule that applies if the import check saves
-        # the directory.
-        for m in reversed(candidates):
-            scope = m.rule.scope
-            if scope == "site" and site is None:
-                continue
-            if scope == "root" and site is not None:
-                continue
+        # Which removal rule claims the file?
+        if fe.is_link:
             # A symlink to a directory matches directory patterns ("tests/") as the link
             # itself: only the link is ever removed, never what it points at.
-            if m.match(sub) or (fe.is_link and m.match(sub + "/")):
-                if st.remove_rule is None:
-                    st.remove_rule = m
-                    if not m.rule.import_check:
-                        break
-                elif not m.rule.import_check:
-                    st.fallback_rule = m
-                    break
+            _claim_link(st, remove_matchers)
+        else:
+            st.remove_rule = first_remove[site is not None].first(sub)
+            if st.remove_rule is not None and st.remove_rule.rule.import_check:
+                st.fallback_rule = first_fallback[site is not None].first(sub)
 
         gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
         if st.remove_rule is None and not (gated and site is not None):
             continue
         # Protections, in order of precedence; the first that applies is reported.
-        reason = _protection(st, env.kind, meta_dirs, pth_protected, existing, protections,
-                             keep_matchers, keep_module_prefixes, trace_kept, prefilters)
+        reason = _protection(st, env.kind, meta_dirs, pth_protected, existing, first_protection,
+                             protection_of, first_keep, keep_module_prefixes, trace_kept)
         if reason:
             st.saved_by, st.saved_reason = reason
             continue
@@ -630,14 +676,29 @@ def _plan_once(
     ), needed
 
 
+def _claim_link(st: _FileState, remove_matchers: Sequence[_Matcher]) -> None:
+    """The removal rule (and fallback) for a symlink, which also matches as ``link/``."""
+    sub = st.sub
+    for m in reversed(remove_matchers):
+        scope = m.rule.scope
+        if (scope == "site" and st.site is None) or (scope == "root" and st.site is not None):
+            continue
+        if m.match(sub) or m.match(sub + "/"):
+            if st.remove_rule is None:
+                st.remove_rule = m
+                if not m.rule.import_check:
+                    return
+            elif not m.rule.import_check:
+                st.fallback_rule = m
+                return
+
+
 def _protection(
     st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: set[str],
-    protections: Sequence[object], keep_matchers: Sequence[_Matcher],
+    protections: _FirstMatch, protection_of: Mapping[int, _ProtectionMatcher], keeps: _FirstMatch,
     keep_module_prefixes: tuple[str, ...], trace_kept: frozenset[str],
-    prefilters: tuple[Optional[re.Pattern[str]], Optional[re.Pattern[str]]] = (None, None),
 ) -> Optional[tuple[str, str]]:
     path, sub, site = st.entry.path, st.sub, st.site
-    any_protect, any_keep = prefilters
     if site is None and kind == "venv" and _VENV_SKELETON.match(path):
         return "environment", "part of the virtual environment itself (interpreter, activation, pyvenv.cfg)"
     if site is not None:
@@ -653,16 +714,14 @@ def _protection(
         return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
     if name.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
-    if site is not None and (any_protect is None or any_protect.match(sub)):
-        for prot in protections:
-            assert isinstance(prot, _ProtectionMatcher)
-            if prot.match(sub):
-                kb = prot.protection
-                return f"knowledge:{kb.id}", f"{kb.reason} ({kb.source})"
-    if any_keep is None or any_keep.match(sub):
-        for m in keep_matchers:
-            if m.match(sub):
-                return f"keep:{m.rule.id}", m.rule.reason or "keep rule"
+    if site is not None:
+        protecting = protections.first(sub)
+        if protecting is not None:
+            kb = protection_of[id(protecting)].protection
+            return f"knowledge:{kb.id}", f"{kb.reason} ({kb.source})"
+    keeping = keeps.first(sub)
+    if keeping is not None:
+        return f"keep:{keeping.rule.id}", keeping.rule.reason or "keep rule"
     if site is not None:
         for prefix in keep_module_prefixes:
             if sub == prefix + ".py" or sub.startswith(prefix + "/") or sub.startswith(prefix + "."):

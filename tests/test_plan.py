@@ -230,3 +230,43 @@ def test_text_report_says_kept_once(tmp_path: Path) -> None:
     text = render(plan_for(root, "standard"), "text", verbose=True)
     assert "= lib 1.0 kept: required by app" in text, text
     assert "kept: kept" not in text
+
+
+_PATH_PARTS = ["tests", "test", "docs", "__pycache__", "pkg", "a.py", "a.pyc", "x.c", "x.h", "x.pyi",
+               "share", "include", "py.typed", "m.po", "lib.a", "data.json", "certifi", "cacert.pem"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PATH_PARTS), min_size=1, max_size=6),
+       st.sampled_from(["safe", "standard", "aggressive"]), st.booleans())
+def test_first_match_equals_asking_each_rule_in_turn(parts: list[str], name: str, negated: bool) -> None:
+    # The combined regex must pick the same rule a loop over the rules would, also when a
+    # rule with a negation (no combined regex) is among them.
+    from prune.plan import _FirstMatch, _Matcher
+    from prune.profiles import make_rule
+
+    rules = list(load_profile(name).rules)
+    if negated:
+        rules.append(make_rule("neg", "remove", ["*.py", "!a.py"], "negation"))
+    matchers = [_Matcher(r) for r in reversed(rules)]
+    path = "/".join(parts)
+    expected = next((m for m in matchers if m.match(path)), None)
+    assert _FirstMatch(matchers).first(path) is expected
+    assert (_FirstMatch(matchers)._regex is None) == negated
+
+
+def test_first_match_counts_groups_inside_a_rule() -> None:
+    # pathspec's patterns carry no capturing groups once named groups are dropped, but a
+    # rule regex that did must not shift which rule the match is credited to.
+    import re
+
+    from prune.plan import _FirstMatch, _Matcher
+    from prune.profiles import make_rule
+
+    grouped = _Matcher(make_rule("grouped", "remove", ["pkg/"], ""))
+    grouped.fast = re.compile(r"^(p)(k)g/")
+    plain = _Matcher(make_rule("plain", "remove", ["*.py"], ""))
+    first = _FirstMatch([grouped, plain])
+    assert first.first("pkg/a.txt") is grouped
+    assert first.first("other/a.py") is plain
+    assert first.first("other/a.txt") is None
