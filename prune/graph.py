@@ -298,6 +298,7 @@ class _Owners:
         for d in distributions:
             self.names.add(d.name)
             tops: set[str] = set()
+            packages: set[str] = set()  # prefixes already under this distribution
             for f in d.files:
                 rel = _site_relative(d, f)
                 found = module_name_for(rel) if rel is not None else None
@@ -305,10 +306,13 @@ class _Owners:
                     continue
                 module = found[0]
                 self.exact.setdefault(module, set()).add(d.name)
-                parts = module.split(".")
-                tops.add(parts[0])
-                for i in range(1, len(parts) + 1):
-                    self.under.setdefault(".".join(parts[:i]), set()).add(d.name)
+                self.under.setdefault(module, set()).add(d.name)
+                package = module.rpartition(".")[0]
+                while package and package not in packages:
+                    packages.add(package)
+                    self.under.setdefault(package, set()).add(d.name)
+                    package = package.rpartition(".")[0]
+                tops.add(module.split(".", 1)[0])
             # top_level.txt speaks for distributions whose RECORD does not (egg-info installs).
             for top in d.top_level:
                 if top and top not in tops:

@@ -64,6 +64,7 @@ _VALID = re.compile(_ID + rb"(?:\." + _ID + rb")*\Z")
 # last suffix (PEP 3149: ``_speedups.cpython-312-x86_64-linux-gnu.so``, ``.abi3.so``).
 _EXTENSION_SUFFIXES = (".so", ".pyd")
 _SOURCE_SUFFIXES = (".py", ".pyw", ".pyc")
+_MODULE_SUFFIXES = _EXTENSION_SUFFIXES + _SOURCE_SUFFIXES
 
 
 def resolve_relative(level: int, name: str, package: str) -> str | None:
@@ -321,6 +322,9 @@ def module_name_for(relpath: str) -> tuple[str, bool] | None:
 
     :param relpath: a POSIX path relative to the site-packages directory.
     """
+    # Cheap rejections first: most files of a big environment are data or bytecode caches.
+    if not relpath.endswith(_MODULE_SUFFIXES) or relpath.startswith("__pycache__/") or "/__pycache__/" in relpath:
+        return None
     parts = relpath.split("/")
     filename = parts[-1]
     dirs = parts[:-1]

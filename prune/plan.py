@@ -337,13 +337,16 @@ def _pth_protected(inv: Inventory, sources_root: str) -> set[str]:
     return protected
 
 
-def _top_level_owner(inv: Inventory) -> dict[tuple[str, str], str]:
-    """(site, top-level name) -> owning distribution, to attribute files RECORD omits."""
+def _top_level_owner(inv: Inventory, located: Sequence[Optional[tuple[str, str]]]
+                     ) -> dict[tuple[str, str], str]:
+    """(site, top-level name) -> owning distribution, to attribute files RECORD omits.
+
+    ``located`` holds each file's (site, path in it) from :func:`_site_relative`.
+    """
     owner: dict[tuple[str, str], str] = {}
-    for fe in inv.files:
+    for fe, found in zip(inv.files, located):
         if fe.owner is None:
             continue
-        found = _site_relative(fe.path, inv.env.site_packages)
         if found is None or "/" not in found[1]:
             continue
         top = found[1].split("/", 1)[0]
@@ -573,7 +576,8 @@ def _plan_once(
     removed_dists = {d.name: d for d in dist_decisions if d.remove}
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
-    top_owner = _top_level_owner(inventory)
+    located = [_site_relative(fe.path, env.site_packages) for fe in inventory.files]
+    top_owner = _top_level_owner(inventory, located)
     existing = {fe.path for fe in inventory.files}
     meta_dirs = {d.metadata_dir for d in inventory.distributions}
 
@@ -581,8 +585,7 @@ def _plan_once(
     trace_kept = _trace_keep_set(options, inventory) if options.has_trace else frozenset()
 
     states: list[_FileState] = []
-    for fe in inventory.files:
-        found = _site_relative(fe.path, env.site_packages)
+    for fe, found in zip(inventory.files, located):
         site, sub = (found if found else (None, fe.path))
         owner = fe.owner or ""
         if not owner and site is not None and "/" in sub:

@@ -200,3 +200,39 @@ def test_caches_go_after_verification_and_a_shared_pycache_goes_when_emptied(tmp
     for name in ("one", "two"):
         record = next((root / SITE).glob(f"{name}-*.dist-info")) / "RECORD"
         assert not [r for r in read_rows(record.read_text()) if "__pycache__" in r[0]]
+
+
+@pytest.mark.parametrize("width", [1, 3, 40, 700])
+def test_parallel_delete_removes_the_tree_and_never_follows_links(tmp_path: Path, width: int) -> None:
+    # The stash is deleted by several rm processes over chunks of its entries; whatever
+    # the shape (one big directory, many small ones), everything goes, a link goes as a
+    # link, and what a link points at outside stays.
+    from prune.apply import _delete_tree
+
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "data.txt").write_text("precious")
+    stash = tmp_path / "stash"
+    for i in range(width):
+        d = stash / f"m{i:06d}" / "pkg" / "tests"
+        d.mkdir(parents=True)
+        for j in range(3):
+            (d / f"t{j}.py").write_text("x")
+    (stash / "m999999").symlink_to(outside / "keep", target_is_directory=True)
+    (stash / f"m{0:06d}" / "pkg" / "link").symlink_to(outside / "keep", target_is_directory=True)
+    ro = stash / f"m{width - 1:06d}" / "pkg"
+    ro.chmod(0o555)
+    _delete_tree(stash, jobs=4)
+    assert not stash.exists()
+    assert (outside / "keep" / "data.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 32, 33, 1000, 20000])
+def test_deletion_chunks_partition_the_entries(count: int) -> None:
+    from prune.apply import _chunks
+
+    units = [f"u{i}" for i in range(count)]
+    chunks = _chunks(units, 8)
+    assert sorted(u for c in chunks for u in c) == sorted(units)
+    assert all(0 < len(c) <= 256 for c in chunks)
+    assert len(chunks) == min(count, max(32, -(-count // 256)))
