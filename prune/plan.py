@@ -10,7 +10,6 @@ plan exactly.
 
 from __future__ import annotations
 
-import functools
 import os
 import posixpath
 import re
@@ -121,6 +120,7 @@ class DiskSources:
         self._tokens: dict[str, frozenset[bytes]] = {}
         self._covered: dict[str, frozenset[bytes]] = {}
         self._hints: set[bytes] = set()
+        self._asked_for: dict[tuple[bytes, ...], tuple[frozenset[bytes], tuple[bytes, ...]]] = {}
         self._imports: dict[str, frozenset[str]] = {}
         self._required: dict[str, frozenset[str]] = {}
         self._sites = inventory.env.site_packages if inventory else ("",)
@@ -152,16 +152,26 @@ class DiskSources:
     def hint(self, needles: Iterable[bytes]) -> None:
         """Needles later questions will ask about, so one read of a file answers them all."""
         self._hints |= set(needles)
+        self._asked_for.clear()
+
+    def _asked(self, needles: tuple[bytes, ...]) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
+        """Every needle a read of a file answers (the hints and ``needles``), and the
+        shortest of them to search for: one set per question, not one per file."""
+        found = self._asked_for.get(needles)
+        if found is None:
+            asked = frozenset(self._hints) | frozenset(needles)
+            found = self._asked_for[needles] = (asked, _shortest(asked))
+        return found
 
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         tokens = self._tokens.get(path)
         covered = self._covered.get(path)
         if tokens is None or (covered is not None and not covered.issuperset(needles)):
             data = self._read(path)
-            asked = frozenset(self._hints) | frozenset(needles)
+            asked, shortest = self._asked(needles)
             # memmem first (C speed): most files mention none of the needles anywhere, and
             # only those that do pay for the import-statement regex.
-            if data and any(n in data for n in _shortest(asked)):
+            if data and any(n in data for n in shortest):
                 tokens = frozenset(_WORD.findall(b"\n".join(_import_statements(data))))
                 self._covered.pop(path, None)
             else:
@@ -193,7 +203,6 @@ class DiskSources:
         return cached
 
 
-@functools.lru_cache(maxsize=64)
 def _shortest(needles: frozenset[bytes]) -> tuple[bytes, ...]:
     """The needles that contain no other needle: a text holds some needle exactly when it
     holds one of these (``test`` answers for ``tests`` and ``testing`` too)."""
@@ -275,6 +284,8 @@ class _FirstMatch:
             self._regex = re.compile("|".join(parts))
 
     def first(self, path: str) -> Optional[_Matcher]:
+        if not self.matchers:
+            return None
         if self._regex is None:
             return next((m for m in self.matchers if m.match(path)), None)
         found = self._regex.match(path)

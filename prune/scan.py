@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from stat import S_ISLNK, S_ISREG
 from typing import Optional
 
 import importlib_metadata
@@ -39,7 +40,19 @@ def walk_tree(
     directories, and diagnostics for entries that could not be read. ``skip`` holds
     relative paths never entered (venv-prune's own state directory).
     """
-    files: list[FileEntry] = []
+    found, dirs, diags = _walk(root, areas, skip)
+    return [FileEntry(p, size, link, None, exe) for p, size, link, exe in found], dirs, diags
+
+
+_Found = tuple[str, int, bool, bool]  # path, lstat size, is a symlink, is an executable file
+
+
+def _walk(
+    root: Path, areas: tuple[str, ...], skip: frozenset[str]
+) -> tuple[list[_Found], list[str], list[Diagnostic]]:
+    """:func:`walk_tree` with plain tuples: a frozen FileEntry is made once per file, by
+    :func:`scan`, when its owner is known."""
+    files: list[_Found] = []
     dirs: list[str] = []
     diags: list[Diagnostic] = []
     stack = [a for a in areas]
@@ -66,8 +79,8 @@ def walk_tree(
                 except OSError as exc:
                     diags.append(Diagnostic("warning", "unreadable", f"cannot stat: {exc.strerror}", child))
                     continue
-                files.append(FileEntry(child, st.st_size, stat.S_ISLNK(st.st_mode), None,
-                                       stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)))
+                mode = st.st_mode
+                files.append((child, st.st_size, S_ISLNK(mode), S_ISREG(mode) and bool(mode & 0o111)))
     return files, dirs, diags
 
 
@@ -143,7 +156,9 @@ def _load_distribution(
     top_text = _read(dist, "top_level.txt")
     top_level = tuple(sorted({t.strip() for t in (top_text or "").splitlines() if t.strip()}))
     try:
-        requires = tuple(dist.requires or ())
+        # Requires-Dist from the METADATA already parsed (Distribution.requires parses it
+        # again); requires.txt (egg-info) when METADATA names none.
+        requires = tuple(metadata.get_all("Requires-Dist") or dist.requires or ())
     except Exception as exc:  # noqa: BLE001
         diags.append(Diagnostic("warning", "bad-requires", f"unreadable requirements: {exc}", meta_rel))
         requires = ()
@@ -206,7 +221,7 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
     if progress:
         progress(f"scanning {env.root}")
     skip = frozenset({STATE_DIR_NAME})
-    files, dirs, walk_diags = walk_tree(env.root, env.walk, skip)
+    files, dirs, walk_diags = _walk(env.root, env.walk, skip)
     diags.extend(walk_diags)
 
     dists_by_name: dict[str, Distribution] = {}
@@ -236,8 +251,8 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
         # forgot them (REQUESTED, direct_url.json written after the fact).
         owners.setdefault(dist.metadata_dir, dist.name)
 
-    known = {f.path for f in files}
-    extra: list[FileEntry] = []
+    known = {f[0] for f in files}
+    extra: list[_Found] = []
     if env.kind == "prefix":
         # A prefix is walked only inside site-packages; its distributions' scripts and data
         # (bin/, share/) are taken from their RECORDs, one lstat each.
@@ -252,17 +267,19 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
                 if stat.S_ISDIR(st.st_mode):
                     continue
                 known.add(f)
-                extra.append(FileEntry(f, st.st_size, stat.S_ISLNK(st.st_mode), None,
-                                       stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)))
+                extra.append((f, st.st_size, stat.S_ISLNK(st.st_mode),
+                              stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)))
 
     meta_dirs = {d.metadata_dir: d.name for d in distributions}
     owned_files: list[FileEntry] = []
-    for fe in sorted(files + extra, key=lambda f: f.path):
-        owner = owners.get(fe.path)
+    files += extra
+    files.sort()  # by path: paths are unique
+    for path, size, link, exe in files:
+        owner = owners.get(path)
         if owner is None:
-            parent = fe.path.rsplit("/", 1)[0] if "/" in fe.path else ""
+            parent = path.rsplit("/", 1)[0] if "/" in path else ""
             owner = meta_dirs.get(parent)
-        owned_files.append(FileEntry(fe.path, fe.size, fe.is_link, owner, fe.executable))
+        owned_files.append(FileEntry(path, size, link, owner, exe))
 
     if progress:
         progress(f"found {len(distributions)} distributions, {len(owned_files)} files")
