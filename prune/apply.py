@@ -127,21 +127,29 @@ def ensure_no_pending(env: Environment) -> None:
         )
 
 
-def check_under_root(root: Path, rel: str) -> Path:
+def check_under_root(root: Path, rel: str, resolved: Optional[dict[str, bool]] = None) -> Path:
     """The absolute path for ``rel``, refusing anything that could leave ``root``.
 
     ``rel`` must be relative and free of ``..``; every directory above the entry must
     resolve inside root (a symlinked parent could redirect a rename elsewhere). The entry
     itself may be a symlink: it is moved as a link, never followed.
 
+    :param resolved: remembers, per parent directory, whether it resolved where expected,
+        for checking many paths at one moment (the check before the first change). The
+        check right before each move is made afresh.
     :raises UnsafePath: the path escapes root or does not exist.
     """
     if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in rel.split("/")):
         raise UnsafePath(f"{rel!r}: not a plain path inside {root}; refusing to touch it")
     full = root / rel
-    parent_real = os.path.realpath(full.parent)
-    expected = os.path.normpath(os.path.join(str(root), os.path.dirname(rel)))
-    if parent_real != expected:
+    parent = os.path.dirname(rel)
+    inside = resolved.get(parent) if resolved is not None else None
+    if inside is None:
+        expected = os.path.normpath(os.path.join(str(root), parent))
+        inside = os.path.realpath(full.parent) == expected
+        if resolved is not None:
+            resolved[parent] = inside
+    if not inside:
         raise UnsafePath(f"{rel}: a directory above it is a symlink leading outside {root}; refusing")
     if not os.path.lexists(full):
         raise UnsafePath(f"{rel}: no longer exists; re-run to plan again")
@@ -376,10 +384,11 @@ def apply_plan(
     timings: list[tuple[str, float]] = []
     t0 = time.monotonic()
     # Validate every path before the first change: an unsafe plan changes nothing.
+    resolved: dict[str, bool] = {}
     for a in plan.actions:
-        check_under_root(root, a.path)
+        check_under_root(root, a.path, resolved)
     for r in replacements:
-        check_under_root(root, r.path)
+        check_under_root(root, r.path, resolved)
 
     sdir = state_dir(env)
     if sdir.exists():
