@@ -8,7 +8,8 @@ on some, Requires-Dist between some), whose packages carry sub-packages, ``__pyc
 cached under ``work/scale/``. For each size, with a warm page cache:
 
 - one ``find V -type f -printf '%s %p\\n'`` walk (median of 3),
-- ``venv-prune V --profile P --dry-run`` (scan + plan + report): wall time and peak RSS,
+- ``venv-prune V --profile P --dry-run`` (scan + plan + report): median wall time of 3 runs
+  and peak RSS,
 - a real ``venv-prune V --profile P --no-verify`` and the bash find/rm recipe, each on its own
   fresh identical copy (``cp -a``).
 
@@ -167,10 +168,14 @@ def measure_size(root: Path, vp: list[str], profile: str) -> dict:
     size = c.measure_tree(root)
     find_s = find_walk_seconds(root)
     report = SCALE_DIR / "dry-run-report.txt"
-    dry, peak = c.time_with_peak_rss([*vp, str(root), "--profile", profile, "--dry-run",
-                                      "--report", str(report), "-q"])
-    if dry.returncode != 0:
-        raise SystemExit(f"dry-run failed on {root}:\n{dry.tail(10)}")
+    # The median of three dry runs: one run on a shared machine varies by a third.
+    runs = [c.time_with_peak_rss([*vp, str(root), "--profile", profile, "--dry-run",
+                                  "--report", str(report), "-q"]) for _ in range(3)]
+    for dry, _ in runs:
+        if dry.returncode != 0:
+            raise SystemExit(f"dry-run failed on {root}:\n{dry.tail(10)}")
+    dry_seconds = statistics.median(dry.seconds for dry, _ in runs)
+    peak = max(p for _, p in runs)
     # real prune and recipe, each on a fresh identical copy
     copy = SCALE_DIR / "copy"
     c.fresh_copy(root, copy)
@@ -187,7 +192,7 @@ def measure_size(root: Path, vp: list[str], profile: str) -> dict:
     c.remove_tree(copy)
     return {"loadavg_1min": round(os.getloadavg()[0], 2), "files": size.files,
             "apparent": size.apparent, "disk": size.disk,
-            "find_seconds": round(find_s, 3), "dry_run_seconds": round(dry.seconds, 3),
+            "find_seconds": round(find_s, 3), "dry_run_seconds": round(dry_seconds, 3),
             "dry_run_peak_rss": peak, "prune_seconds": round(prune.seconds, 3),
             "prune_peak_rss": prune_peak, "prune_removed": prune_removed,
             "recipe_seconds": round(recipe.seconds, 3), "recipe_removed": recipe_removed}
