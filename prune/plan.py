@@ -399,15 +399,30 @@ def _decide_distributions(
     maybe = {d.name for d in first if d.remove}
     if not maybe:
         return first
-    evidence = _distribution_imports(inv, sources, maybe)
-    return decide(evidence) if evidence else first
+    # Only a kept distribution's imports keep anything (the graph follows them from kept
+    # distributions only), so only kept distributions' files are scanned: first those kept
+    # without any import evidence, then, round by round, those the evidence kept. The
+    # result is what scanning every file gives, without parsing the files of development
+    # tools that go (flaskdev: 689 files of pytest, mypy and friends importing each other).
+    decided = first
+    evidence: dict[str, list[tuple[str, str]]] = {}
+    scanned: set[str] = set()
+    while True:
+        kept = {d.name for d in decided if not d.remove} - scanned
+        found = _distribution_imports(inv, sources, maybe, kept) if kept else {}
+        scanned |= kept
+        if not found:
+            return decided
+        evidence.update(found)
+        decided = decide(evidence)
 
 
 def _distribution_imports(
-    inv: Inventory, sources: SourceReader, maybe: set[str],
+    inv: Inventory, sources: SourceReader, maybe: set[str], owners: Container[str],
 ) -> dict[str, list[tuple[str, str]]]:
     """distribution -> [(imported top-level module, file)] for imports of the top-level
-    modules of the distributions in ``maybe`` (those that might be removed).
+    modules of the distributions in ``maybe`` (those that might be removed), in the files of
+    the distributions in ``owners``.
 
     Each source file is first checked for those names as bytes (cheap) and parsed only on
     a hit. Test directories, ``conftest.py`` and ``setup.py`` files are skipped: code that only
@@ -436,7 +451,7 @@ def _distribution_imports(
     read = getattr(sources, "read_bytes", None)
     existing = {fe.path for fe in inv.files} if read is not None else set()
     for fe in inv.files:
-        if fe.owner is None:
+        if fe.owner is None or fe.owner not in owners:
             continue
         if fe.path.endswith("-nspkg.pth"):
             result[fe.owner].append(("pkg_resources", fe.path))

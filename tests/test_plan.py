@@ -270,3 +270,35 @@ def test_first_match_counts_groups_inside_a_rule() -> None:
     assert first.first("pkg/a.txt") is grouped
     assert first.first("other/a.py") is plain
     assert first.first("other/a.txt") is None
+
+
+@pytest.mark.parametrize("app_imports_black", [False, True])
+def test_only_kept_distributions_files_are_parsed_for_import_evidence(
+        tmp_path: Path, app_imports_black: bool) -> None:
+    # Only a kept distribution's imports keep anything, so the files of development tools
+    # that go are never parsed; one that kept code imports is kept, and then what its own
+    # files import (mypy) is kept too, round by round.
+    from prune.plan import DiskSources
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": "import black\n" if app_imports_black else ""})
+    add_dist(root, "black", {"black/__init__.py": "import mypy\nimport pytest\n"}, requested=False)
+    add_dist(root, "mypy", {"mypy/__init__.py": ""}, requested=False)
+    add_dist(root, "pytest", {"pytest/__init__.py": "import black\n"}, requested=False)
+
+    parsed: list[str] = []
+
+    class Spy(DiskSources):
+        def required(self, path: str) -> frozenset[str]:
+            parsed.append(path)
+            return super().required(path)
+
+    inv = scan(locate(root))
+    plan = build_plan(inv, load_profile("standard"), sources=Spy(root, inv))
+    gone = {d.name for d in plan.distributions if d.remove}
+    if app_imports_black:
+        assert gone == set(), plan.distributions
+        assert f"{SITE}/black/__init__.py" in parsed
+    else:
+        assert gone == {"black", "mypy", "pytest"}, plan.distributions
+        assert not [p for p in parsed if "/black/" in p or "/pytest/" in p], parsed
