@@ -196,8 +196,9 @@ def _rmtree(path: Path) -> None:
         # work; shutil (with chmod on errors) handles what rm could not, e.g. read-only dirs.
         rm = shutil.which("rm")
         if rm is not None:
-            subprocess.run([rm, "-rf", "--", str(path)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=False)
+            with contextlib.suppress(OSError):  # rm could not start: shutil does it all
+                subprocess.run([rm, "-rf", "--", str(path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False)
         if path.exists():
             shutil.rmtree(path, onerror=onerror)
 
@@ -252,8 +253,11 @@ def _delete_tree(path: Path, jobs: int = DELETE_JOBS) -> None:
     chunks = _chunks(_deletion_units(path, jobs), jobs)
 
     def remove(chunk: list[str]) -> None:
-        subprocess.run([rm, "-rf", "--", *chunk], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+        # A process that cannot start (a build sandbox's process limit) leaves its chunk to
+        # the sweep below rather than failing a commit half done.
+        with contextlib.suppress(OSError):
+            subprocess.run([rm, "-rf", "--", *chunk], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(remove, chunks))

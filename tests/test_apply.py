@@ -236,3 +236,24 @@ def test_deletion_chunks_partition_the_entries(count: int) -> None:
     assert sorted(u for c in chunks for u in c) == sorted(units)
     assert all(0 < len(c) <= 256 for c in chunks)
     assert len(chunks) == min(count, max(32, -(-count // 256)))
+
+
+def test_parallel_delete_falls_back_when_rm_cannot_start(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from prune.apply import _delete_tree
+
+    stash = tmp_path / "stash"
+    for i in range(50):
+        (stash / f"m{i:06d}" / "tests").mkdir(parents=True)
+        (stash / f"m{i:06d}" / "tests" / "t.py").write_text("x")
+    started: list[list[str]] = []
+
+    def refuse(cmd: list[str], **kwargs: object) -> None:
+        started.append(cmd)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    _delete_tree(stash, jobs=4)
+    assert started and not stash.exists()
