@@ -294,15 +294,12 @@ class _FirstMatch:
         return self._by_group[found.lastindex]
 
 
-class _ProtectionMatcher:
+class _ProtectionMatcher(_Matcher):
     """A knowledge-base protection with the same fast matching as rules."""
 
     def __init__(self, protection: Protection) -> None:
+        super().__init__(make_rule(protection.id, "keep", protection.patterns, protection.reason))
         self.protection = protection
-        self._m = _Matcher(make_rule(protection.id, "keep", protection.patterns, protection.reason))
-
-    def match(self, path: str) -> bool:
-        return self._m.match(path)
 
 
 @dataclass
@@ -585,8 +582,7 @@ def _plan_once(
         for in_site in (True, False)
     }
     first_keep = _FirstMatch(keep_matchers)
-    first_protection = _FirstMatch(p._m for p in protections)
-    protection_of = {id(p._m): p for p in protections}
+    first_protection = _FirstMatch(protections)
 
     # Distribution decisions first: a removed distribution takes all its files.
     sizes: dict[str, int] = defaultdict(int)
@@ -643,7 +639,7 @@ def _plan_once(
         if fe.is_link:
             # A symlink to a directory matches directory patterns ("tests/") as the link
             # itself: only the link is ever removed, never what it points at.
-            _claim_link(st, remove_matchers)
+            _claim_link(st, first_remove[site is not None].matchers)
         else:
             st.remove_rule = first_remove[site is not None].first(sub)
             if st.remove_rule is not None and st.remove_rule.rule.import_check:
@@ -654,7 +650,7 @@ def _plan_once(
             continue
         # Protections, in order of precedence; the first that applies is reported.
         reason = _protection(st, env.kind, meta_dirs, pth_protected, existing, first_protection,
-                             protection_of, first_keep, keep_module_prefixes, trace_kept)
+                             first_keep, keep_module_prefixes, trace_kept)
         if reason:
             st.saved_by, st.saved_reason = reason
             continue
@@ -705,13 +701,13 @@ def _plan_once(
     ), needed
 
 
-def _claim_link(st: _FileState, remove_matchers: Sequence[_Matcher]) -> None:
-    """The removal rule (and fallback) for a symlink, which also matches as ``link/``."""
+def _claim_link(st: _FileState, in_order: Sequence[_Matcher]) -> None:
+    """The removal rule (and fallback) for a symlink, which also matches as ``link/``.
+
+    ``in_order``: the removal rules of the link's scope, last rule first.
+    """
     sub = st.sub
-    for m in reversed(remove_matchers):
-        scope = m.rule.scope
-        if (scope == "site" and st.site is None) or (scope == "root" and st.site is not None):
-            continue
+    for m in in_order:
         if m.match(sub) or m.match(sub + "/"):
             if st.remove_rule is None:
                 st.remove_rule = m
@@ -724,7 +720,7 @@ def _claim_link(st: _FileState, remove_matchers: Sequence[_Matcher]) -> None:
 
 def _protection(
     st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: set[str],
-    protections: _FirstMatch, protection_of: Mapping[int, _ProtectionMatcher], keeps: _FirstMatch,
+    protections: _FirstMatch, keeps: _FirstMatch,
     keep_module_prefixes: tuple[str, ...], trace_kept: frozenset[str],
 ) -> Optional[tuple[str, str]]:
     path, sub, site = st.entry.path, st.sub, st.site
@@ -746,7 +742,8 @@ def _protection(
     if site is not None:
         protecting = protections.first(sub)
         if protecting is not None:
-            kb = protection_of[id(protecting)].protection
+            assert isinstance(protecting, _ProtectionMatcher)
+            kb = protecting.protection
             return f"knowledge:{kb.id}", f"{kb.reason} ({kb.source})"
     keeping = keeps.first(sub)
     if keeping is not None:
@@ -881,18 +878,21 @@ def _staying_test_code_needs(states: Sequence[_FileState], sources: SourceReader
                 needed.setdefault(dep, f"kept: {st.sub} imports {mod} (kept code imports {name})")
 
 
+def _is_loose_pyc(path: str) -> bool:
+    """``x.pyc`` outside ``__pycache__`` (not a cache: a module file of its own)."""
+    return path.endswith(".pyc") and "/__pycache__/" not in f"/{path}"
+
+
 def _is_sourceless_pyc(path: str, existing: Container[str]) -> bool:
     """``x.pyc`` outside ``__pycache__`` with no ``x.py`` beside it: a module of its own."""
-    return path.endswith(".pyc") and "/__pycache__/" not in f"/{path}" and path[:-1] not in existing
+    return _is_loose_pyc(path) and path[:-1] not in existing
 
 
 def _is_sourceless(st: _FileState) -> bool:
     """A loose ``x.pyc`` (outside ``__pycache__``) that stays: protected as a sourceless
     module, or matched by no rule at all (then counted even with an ``x.py`` beside it, which
     costs at most a kept tests directory)."""
-    path = st.entry.path
-    return (path.endswith(".pyc") and "/__pycache__/" not in f"/{path}"
-            and (st.saved_by == "sourceless-bytecode" or st.remove_rule is None))
+    return _is_loose_pyc(st.entry.path) and (st.saved_by == "sourceless-bytecode" or st.remove_rule is None)
 
 
 def _sourceless_mentions(st: _FileState, sources: SourceReader,

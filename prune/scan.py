@@ -79,9 +79,13 @@ def _walk(
                 except OSError as exc:
                     diags.append(Diagnostic("warning", "unreadable", f"cannot stat: {exc.strerror}", child))
                     continue
-                mode = st.st_mode
-                files.append((child, st.st_size, S_ISLNK(mode), S_ISREG(mode) and bool(mode & 0o111)))
+                files.append(_found(child, st))
     return files, dirs, diags
+
+
+def _found(path: str, st: os.stat_result) -> _Found:
+    mode = st.st_mode
+    return path, st.st_size, S_ISLNK(mode), S_ISREG(mode) and bool(mode & 0o111)
 
 
 def _read(dist: importlib_metadata.Distribution, name: str) -> Optional[str]:
@@ -267,8 +271,7 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
                 if stat.S_ISDIR(st.st_mode):
                     continue
                 known.add(f)
-                extra.append((f, st.st_size, stat.S_ISLNK(st.st_mode),
-                              stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)))
+                extra.append(_found(f, st))
 
     meta_dirs = {d.metadata_dir: d.name for d in distributions}
     owned_files: list[FileEntry] = []
