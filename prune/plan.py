@@ -20,9 +20,13 @@ from typing import Optional, Protocol
 
 from packaging.utils import canonicalize_name
 
+from ._grep import GrepHits
+from ._match import FirstMatch as _FirstMatch
+from ._match import Matcher as _Matcher
+from ._match import ProtectionMatcher as _ProtectionMatcher
 from .errors import UsageError
 from .model import Action, Diagnostic, DistDecision, FileEntry, Inventory, Keep, Plan
-from .profiles import Knowledge, Profile, Protection, Rule, load_knowledge, make_rule
+from .profiles import Knowledge, Profile, Rule, load_knowledge, make_rule
 
 __all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain"]
 
@@ -124,6 +128,9 @@ class DiskSources:
         self._imports: dict[str, frozenset[str]] = {}
         self._required: dict[str, frozenset[str]] = {}
         self._sites = inventory.env.site_packages if inventory else ("",)
+        self._inventory = inventory
+        self._grep: Optional[GrepHits] = None
+        self._links: frozenset[str] = frozenset()
 
     def _read(self, path: str) -> bytes:
         # os.open/os.read rather than open(): no buffered file object per file, which halves
@@ -154,6 +161,20 @@ class DiskSources:
         self._hints |= set(needles)
         self._asked_for.clear()
 
+    def prefetch(self) -> None:
+        """Start one grep for the hinted needles over the site-packages directories, in the
+        background: files it does not name are never read for those needles (see
+        :mod:`prune._grep`). Needs the inventory (which files are symlinks)."""
+        if self._inventory is None or not self._hints or self._grep is not None:
+            return
+        self._links = frozenset(fe.path for fe in self._inventory.files if fe.is_link)
+        self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
+
+    def close(self) -> None:
+        """Stop a grep started by :meth:`prefetch` whose answer was never needed."""
+        if self._grep is not None:
+            self._grep.close()
+
     def _asked(self, needles: tuple[bytes, ...]) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
         """Every needle a read of a file answers (the hints and ``needles``), and the
         shortest of them to search for: one set per question, not one per file."""
@@ -164,6 +185,8 @@ class DiskSources:
         return found
 
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
+        if self._grep is not None and path not in self._links and self._grep.rules_out(path, needles):
+            return False
         tokens = self._tokens.get(path)
         covered = self._covered.get(path)
         if tokens is None or (covered is not None and not covered.issuperset(needles)):
@@ -217,89 +240,6 @@ def _site_relative(path: str, sites: Sequence[str]) -> Optional[tuple[str, str]]
         if path.startswith(site + "/"):
             return site, path[len(site) + 1:]
     return None
-
-
-def _fast_regex(rule: Rule) -> Optional[re.Pattern[str]]:
-    """One combined regex for a rule without negations (pathspec compiles each pattern).
-
-    pathspec gives every pattern a named group; names must be unique in one regex, so the
-    groups become non-capturing. Rules with negations use pathspec itself.
-    """
-    parts: list[str] = []
-    for pat in rule.spec.patterns:
-        regex = getattr(pat, "regex", None)
-        if pat.include is None:
-            continue
-        if not pat.include or regex is None:
-            return None
-        parts.append(re.sub(r"\(\?P<\w+>", "(?:", regex.pattern))
-    if not parts:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in parts))
-
-
-class _Matcher:
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-        self.fast = _fast_regex(rule)
-
-    def match(self, path: str) -> bool:
-        if self.fast is not None:
-            return self.fast.match(path) is not None
-        return bool(self.rule.spec.match_file(path))
-
-    def pattern_for(self, path: str) -> str:
-        result = self.rule.spec.check_file(path)
-        if result.index is not None:
-            return self.rule.patterns[result.index]
-        for p in self.rule.patterns:
-            if make_rule("x", "remove", [p], "").spec.match_file(path):
-                return p
-        return self.rule.patterns[0]
-
-
-class _FirstMatch:
-    """The first of several matchers, in order, that matches a path: one regex call.
-
-    Each matcher's regex becomes one alternative of a combined regex, wrapped in a capturing
-    group. ``re`` tries alternatives left to right, so the alternative that matches is the
-    first matcher that does, and that group (it encloses every group inside it, so it closes
-    last) is ``lastindex``. Matchers without a combined regex (rules with negations) are
-    asked one by one. Matching every file against every rule separately was the largest
-    single cost of planning a 100k-file environment.
-    """
-
-    def __init__(self, matchers: Iterable[_Matcher]) -> None:
-        self.matchers = tuple(matchers)
-        self._regex: Optional[re.Pattern[str]] = None
-        self._by_group: dict[int, _Matcher] = {}
-        if self.matchers and all(m.fast is not None for m in self.matchers):
-            parts: list[str] = []
-            index = 1
-            for m in self.matchers:
-                assert m.fast is not None
-                parts.append(f"({m.fast.pattern})")
-                self._by_group[index] = m
-                index += 1 + m.fast.groups
-            self._regex = re.compile("|".join(parts))
-
-    def first(self, path: str) -> Optional[_Matcher]:
-        if not self.matchers:
-            return None
-        if self._regex is None:
-            return next((m for m in self.matchers if m.match(path)), None)
-        found = self._regex.match(path)
-        if found is None or found.lastindex is None:
-            return None
-        return self._by_group[found.lastindex]
-
-
-class _ProtectionMatcher(_Matcher):
-    """A knowledge-base protection with the same fast matching as rules."""
-
-    def __init__(self, protection: Protection) -> None:
-        super().__init__(make_rule(protection.id, "keep", protection.patterns, protection.reason))
-        self.protection = protection
 
 
 @dataclass
@@ -520,23 +460,29 @@ def build_plan(
             "record one with 'venv-prune trace PATH -o trace.json -- CMD' and pass --keep-from trace.json"
         )
     knowledge = knowledge or load_knowledge()
+    own: Optional[DiskSources] = None
     if sources is None:
         disk = DiskSources(inventory.env.root, inventory)
         # Directory names the import check will ask about (tests, docs, ...), taken from the
         # import-checked rules' plain "name/" patterns.
         disk.hint(p.strip("/").encode() for r in profile.rules if r.import_check for p in r.patterns
                   if re.fullmatch(r"[A-Za-z_]\w*/", p))
-        sources = disk
+        disk.prefetch()
+        sources = own = disk
     # Keep beats removing a whole distribution too: a distribution with a file that a keep
     # pattern, --keep-module or a trace protects, or that code kept by the import check
     # needs, is kept, and the plan is made again (the graph then keeps what it requires).
     extra_keep: dict[str, str] = {}
-    for _ in range(8):
-        plan, needed = _plan_once(inventory, profile, options, sources, knowledge, extra_keep)
-        if needed.keys() <= extra_keep.keys():
-            return plan
-        extra_keep = {**needed, **extra_keep}
-    return plan
+    try:
+        for _ in range(8):
+            plan, needed = _plan_once(inventory, profile, options, sources, knowledge, extra_keep)
+            if needed.keys() <= extra_keep.keys():
+                return plan
+            extra_keep = {**needed, **extra_keep}
+        return plan
+    finally:
+        if own is not None:
+            own.close()
 
 
 def _plan_once(

@@ -233,43 +233,70 @@ def test_text_report_says_kept_once(tmp_path: Path) -> None:
 
 
 _PATH_PARTS = ["tests", "test", "docs", "__pycache__", "pkg", "a.py", "a.pyc", "x.c", "x.h", "x.pyi",
-               "share", "include", "py.typed", "m.po", "lib.a", "data.json", "certifi", "cacert.pem"]
+               "share", "include", "py.typed", "m.po", "lib.a", "data.json", "certifi", "cacert.pem",
+               "x.tar.gz", "tar.gz", ".c", "mpl-data", "a.b", "pkg.pyc"]
+# Patterns of every shape FirstMatch indexes (name/, name, *.ext, anchored) and of shapes it
+# asks as regexes (wildcards inside a name, **, negations).
+_PATTERNS = ["tests/", "test", "docs/", "__pycache__/", "*.pyc", "*.c", "*.tar.gz", "*.gz", "py.typed",
+             "/certifi/cacert.pem", "/pkg/", "/share", "/pkg/**/*.py", "pkg/tests/", "a.*", "*.py[co]",
+             "**/docs/**", "mpl-data/", "tests/*", "!a.py", "!tests/", "x.c", "/tests"]
+
+
+def _first_by_asking(matchers: list, path: str):
+    return next((m for m in matchers if m.match(path)), None)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_PATH_PARTS), min_size=1, max_size=6),
-       st.sampled_from(["safe", "standard", "aggressive"]), st.booleans())
-def test_first_match_equals_asking_each_rule_in_turn(parts: list[str], name: str, negated: bool) -> None:
-    # The combined regex must pick the same rule a loop over the rules would, also when a
-    # rule with a negation (no combined regex) is among them.
-    from prune.plan import _FirstMatch, _Matcher
+       st.sampled_from(["safe", "standard", "aggressive"]), st.booleans(), st.booleans())
+def test_first_match_equals_asking_each_rule_in_turn(parts: list[str], name: str, negated: bool,
+                                                     directory: bool) -> None:
+    # The indexed lookup must pick the same rule a loop over the rules would, also when a
+    # rule with a negation (asked as a whole) is among them.
+    from prune._match import FirstMatch, Matcher
     from prune.profiles import make_rule
 
     rules = list(load_profile(name).rules)
     if negated:
         rules.append(make_rule("neg", "remove", ["*.py", "!a.py"], "negation"))
-    matchers = [_Matcher(r) for r in reversed(rules)]
-    path = "/".join(parts)
-    expected = next((m for m in matchers if m.match(path)), None)
-    assert _FirstMatch(matchers).first(path) is expected
-    assert (_FirstMatch(matchers)._regex is None) == negated
+    matchers = [Matcher(r) for r in reversed(rules)]
+    path = "/".join(parts) + ("/" if directory else "")
+    assert FirstMatch(matchers).first(path) is _first_by_asking(matchers, path)
 
 
-def test_first_match_counts_groups_inside_a_rule() -> None:
-    # pathspec's patterns carry no capturing groups once named groups are dropped, but a
-    # rule regex that did must not shift which rule the match is credited to.
-    import re
-
-    from prune.plan import _FirstMatch, _Matcher
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PATTERNS), min_size=1, max_size=3), min_size=1, max_size=6),
+       st.lists(st.lists(st.sampled_from(_PATH_PARTS), min_size=1, max_size=5), min_size=1, max_size=8),
+       st.booleans())
+def test_first_match_of_any_patterns_equals_asking_each_rule(
+        rules: list[list[str]], paths: list[list[str]], directory: bool) -> None:
+    # Random rules of every pattern shape, asked about several paths in a row (one
+    # FirstMatch, so its per-directory answers are reused between paths).
+    from prune._match import FirstMatch, Matcher
     from prune.profiles import make_rule
 
-    grouped = _Matcher(make_rule("grouped", "remove", ["pkg/"], ""))
-    grouped.fast = re.compile(r"^(p)(k)g/")
-    plain = _Matcher(make_rule("plain", "remove", ["*.py"], ""))
-    first = _FirstMatch([grouped, plain])
-    assert first.first("pkg/a.txt") is grouped
-    assert first.first("other/a.py") is plain
-    assert first.first("other/a.txt") is None
+    matchers = [Matcher(make_rule(f"r{i}", "remove", pats, "")) for i, pats in enumerate(rules)]
+    first = FirstMatch(matchers)
+    for parts in paths:
+        path = "/".join(parts) + ("/" if directory else "")
+        assert first.first(path) is _first_by_asking(matchers, path), (rules, path)
+
+
+def test_first_match_indexes_the_built_in_profiles_without_regexes() -> None:
+    # Every pattern of the built-in profiles and knowledge base has a shape the index
+    # answers with dicts (or, anchored, one regex for paths under its first component):
+    # none is asked of every path.
+    from prune._match import FirstMatch, Matcher, ProtectionMatcher
+    from prune.profiles import load_knowledge
+
+    matchers: list[Matcher] = [Matcher(r) for n in ("safe", "standard", "aggressive")
+                               for r in load_profile(n).rules]
+    matchers += [ProtectionMatcher(p) for p in load_knowledge().protect]
+    first = FirstMatch(matchers)
+    assert first._general == []
+    assert {"tests", "__pycache__"} <= set(first._dir_names)
+    assert {".pyc", ".c"} <= set(first._exts)
+    assert "certifi" in first._anchored
 
 
 @pytest.mark.parametrize("app_imports_black", [False, True])
