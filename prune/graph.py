@@ -485,7 +485,16 @@ def decide_distributions(
             chosen = [n for n in names if n not in needed_by_seeds]
             root_why = "kept: root (nothing is marked REQUESTED, so every distribution counts)"
 
-    owners = _Owners(dists.values())
+    # Which distribution defines a module is asked only about imports; building the index
+    # reads every file name, so it is built on the first question (a plan's first pass has
+    # no import evidence: on a 100k-file environment that pass then costs nothing here).
+    owners_index: list[_Owners] = []
+
+    def owners_of(module: str) -> set[str]:
+        if not owners_index:
+            owners_index.append(_Owners(dists.values()))
+        return owners_index[0].of(module)
+
     why: dict[str, _Why] = {}
     blocked: dict[str, _Why] = {}
     queue: deque[str] = deque()
@@ -507,7 +516,7 @@ def decide_distributions(
                 text = f"kept: required by {label}{extra} ({edge.requirement})"
                 mark(edge.target, _Why(text, name))
             for module, path in sorted(imports.get(name, ())):
-                for owner in sorted(owners.of(module) - {name}):
+                for owner in sorted(owners_of(module) - {name}):
                     mark(owner, _Why(f"kept: {label} imports {module} ({path})", name))
             if "setuptools" in dists and name != "setuptools":
                 for path in dists[name].files:
