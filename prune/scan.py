@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
@@ -81,6 +84,73 @@ def _walk(
                     continue
                 files.append(_found(child, st))
     return files, dirs, diags
+
+
+class _FindWalk:
+    """:func:`_walk` done by GNU ``find -printf`` in a process of its own, started before
+    the metadata is read so that both run at once.
+
+    One ``find`` walk lists a 100k-file tree in about half the time Python's scandir and
+    lstat calls take, and it runs on another core while this process parses METADATA and
+    RECORD files. Where ``find`` is missing, is not GNU find (busybox, BSD: no ``-printf``),
+    or reports any problem at all, :meth:`result` returns None and the caller walks in
+    Python, which turns each problem into a diagnostic. ``find -H`` follows a symlink
+    only where it is a starting point (as ``os.scandir`` does), never inside the tree, and
+    prints a link's own size, as lstat does.
+    """
+
+    # type, size, permission bits, path; NUL-terminated (a path may hold a newline).
+    _FORMAT = "%y %s %m %p\\0"
+
+    def __init__(self, root: Path, areas: tuple[str, ...], skip: frozenset[str]) -> None:
+        self._root = os.path.abspath(root)
+        self._skip = skip
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        starts = [os.path.join(self._root, a) if a else self._root for a in areas]
+        find = shutil.which("find")
+        if find is None or not all(os.path.isabs(s) for s in starts):
+            return
+        # Into a file, not a pipe: a full pipe would stop find until this process, busy
+        # with the metadata, came to read it.
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(
+                [find, "-H", *starts, "-mindepth", "1", "-printf", self._FORMAT],
+                stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+        except OSError:
+            self._proc = None
+            self._out.close()
+            self._err.close()
+
+    def result(self) -> Optional[tuple[list[_Found], list[str]]]:
+        """Files and directories as :func:`_walk` finds them, or None (walk in Python)."""
+        if self._proc is None:
+            return None
+        with self._out, self._err:
+            if self._proc.wait() != 0 or self._err.seek(0, os.SEEK_END):
+                return None
+            self._out.seek(0)
+            out = self._out.read()
+        files: list[_Found] = []
+        dirs: list[str] = []
+        skip = self._skip
+        below = tuple(s + "/" for s in skip)
+        cut = len(self._root) + 1
+        records = out.decode("utf-8", "surrogateescape").split("\0")
+        if records[-1] != "":
+            return None  # a truncated record: do not guess
+        records.pop()
+        for record in records:
+            kind, size, mode, path = record.split(" ", 3)
+            rel = path[cut:]
+            if rel in skip or rel.startswith(below):
+                continue
+            if kind == "d":
+                dirs.append(rel)
+            else:
+                files.append((rel, int(size), kind == "l", kind == "f" and int(mode, 8) & 0o111 != 0))
+        return files, dirs
 
 
 def _found(path: str, st: os.stat_result) -> _Found:
@@ -225,8 +295,7 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
     if progress:
         progress(f"scanning {env.root}")
     skip = frozenset({STATE_DIR_NAME})
-    files, dirs, walk_diags = _walk(env.root, env.walk, skip)
-    diags.extend(walk_diags)
+    finder = _FindWalk(env.root, env.walk, skip)
 
     dists_by_name: dict[str, Distribution] = {}
     for site, meta_rel in _find_metadata_dirs(env):
@@ -247,6 +316,13 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
             dists_by_name[dist.name] = dist
     distributions = tuple(sorted(dists_by_name.values(), key=lambda d: d.name))
 
+    walked = finder.result()
+    if walked is None:
+        files, dirs, walk_diags = _walk(env.root, env.walk, skip)
+        diags[:0] = walk_diags
+    else:
+        files, dirs = walked
+
     owners: dict[str, str] = {}
     for dist in distributions:
         for f in dist.files:
@@ -255,9 +331,9 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
         # forgot them (REQUESTED, direct_url.json written after the fact).
         owners.setdefault(dist.metadata_dir, dist.name)
 
-    known = {f[0] for f in files}
     extra: list[_Found] = []
     if env.kind == "prefix":
+        known = {f[0] for f in files}
         # A prefix is walked only inside site-packages; its distributions' scripts and data
         # (bin/, share/) are taken from their RECORDs, one lstat each.
         for dist in distributions:

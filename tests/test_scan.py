@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -114,3 +115,61 @@ def test_lib64_link_is_not_scanned_twice(tmp_path: Path) -> None:
     env = locate(root)
     assert env.site_packages == (SITE,)
     assert sum(1 for f in scan(env).files if f.path.endswith("pkg/__init__.py")) == 1
+
+
+def _hostile_tree(tmp_path: Path) -> Path:
+    """Links of every kind, an executable, odd names, a FIFO, and venv-prune's own state."""
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {"pkg/__init__.py": "", "pkg/sub/mod.py": "x = 1\n"})
+    pkg = root / SITE / "pkg"
+    os.symlink("__init__.py", pkg / "alias.py")
+    os.symlink("/etc", pkg / "tests")
+    os.symlink("missing", pkg / "dangling")
+    os.symlink("loop", pkg / "loop")
+    os.symlink("sub", pkg / "subdir-link")
+    tool = pkg / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (pkg / "line\nbreak.py").write_text("")
+    (pkg / "with space.txt").write_text("spaced")
+    if sys.platform == "linux":
+        (pkg / os.fsdecode(b"caf\xe9.py")).write_text("")
+    os.mkfifo(pkg / "pipe")
+    (pkg / "empty").mkdir()
+    (root / ".venv-prune" / "stash").mkdir(parents=True)
+    (root / ".venv-prune" / "stash" / "old.py").write_text("")
+    return root
+
+
+@pytest.mark.skipif(shutil.which("find") is None, reason="needs find")
+@pytest.mark.parametrize("area", ["", SITE])
+def test_find_walk_lists_what_the_python_walk_lists(tmp_path: Path, area: str) -> None:
+    # find runs beside the metadata reading; what it lists must be what scandir and lstat
+    # list: the same files (size, link, executable), directories and skipped state.
+    from prune.scan import STATE_DIR_NAME, _FindWalk, _walk
+
+    root = _hostile_tree(tmp_path)
+    skip = frozenset({STATE_DIR_NAME})
+    walked = _FindWalk(root, (area,), skip).result()
+    assert walked is not None, "GNU find is expected on the test machine"
+    files, dirs, diags = _walk(root, (area,), skip)
+    assert not diags
+    assert sorted(walked[0]) == sorted(files)
+    assert sorted(walked[1]) == sorted(dirs)
+    found = {f[0]: f for f in walked[0]}
+    assert found[f"{SITE}/pkg/tool.sh"][3] and found[f"{SITE}/pkg/dangling"][2]
+    assert f"{SITE}/pkg/line\nbreak.py" in found
+    assert not any(p.startswith(".venv-prune") for p in found)
+
+
+def test_a_find_that_fails_or_is_missing_leaves_the_walk_to_python(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prune.scan import _FindWalk
+
+    root = _hostile_tree(tmp_path)
+    assert _FindWalk(root, ("no-such-area",), frozenset()).result() is None
+    with_find = scan(locate(root))
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "find" else real_which(name))
+    assert _FindWalk(root, ("",), frozenset()).result() is None
+    assert scan(locate(root)) == with_find
