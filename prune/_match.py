@@ -127,6 +127,7 @@ class FirstMatch:
                 continue
             for regex in regexes:
                 self._add(index, regex, m)
+        self._components = bool(self._dir_names or self._names or self._exts)
 
     def _add(self, index: int, regex: str, m: Matcher) -> None:
         for shape, table in ((_DIR_SHAPE, self._dir_names), (_ANY_SHAPE, self._names),
@@ -173,15 +174,17 @@ class FirstMatch:
 
     def first(self, path: str) -> Optional[Matcher]:
         """The first matcher that matches ``path`` (a trailing ``/`` marks a directory)."""
-        parent, _, name = path.rpartition("/")
-        best = self._by_dir.get(parent)
-        if best is None:
-            best = self._directory(parent)
-        own = self._by_name.get(name)
-        if own is None:
-            own = self._by_name[name] = self._component(name, self._none, last=True)
-        if own < best:
-            best = own
+        best = self._none
+        if self._components:
+            parent, _, name = path.rpartition("/")
+            best = self._by_dir.get(parent, -1)
+            if best < 0:
+                best = self._directory(parent)
+            own = self._by_name.get(name, -1)
+            if own < 0:
+                own = self._by_name[name] = self._component(name, self._none, last=True)
+            if own < best:
+                best = own
         if self._anchored:
             for index, regex in self._anchored.get(path.partition("/")[0], ()):
                 if index >= best:

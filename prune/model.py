@@ -198,6 +198,23 @@ class Plan:
                 return False
             p = p.rsplit("/", 1)[0]
 
+    def staying(self) -> tuple[FileEntry, ...]:
+        """The inventory's files that no action removes, in inventory order.
+
+        :meth:`removes` for every file, with each directory's answer worked out once.
+        """
+        targets = self._targets()
+        gone: dict[str, bool] = {"": False}
+
+        def removed(directory: str) -> bool:
+            found = gone.get(directory)
+            if found is None:
+                found = gone[directory] = directory in targets or removed(directory.rpartition("/")[0])
+            return found
+
+        return tuple(f for f in self.inventory.files
+                     if f.path not in targets and not removed(f.path.rpartition("/")[0]))
+
     def _targets(self) -> frozenset[str]:
         cached = self.__dict__.get("_target_set")
         if cached is None:

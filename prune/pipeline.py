@@ -265,7 +265,7 @@ def _strip_preparer(
         return None, "stripping unavailable"
     if not stripmod.strip_available():
         return None, "no 'strip' program on this machine (install binutils); debug symbols were not stripped"
-    paths = [f.path for f in plan.inventory.files if not f.is_link and not plan.removes(f.path)]
+    paths = [f.path for f in plan.staying() if not f.is_link]
 
     def prepare(scratch: Path) -> list[Replacement]:
         candidates = stripmod.find_strip_candidates(env.root, paths)

@@ -545,7 +545,9 @@ def _plan_once(
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
     located = [_site_relative(fe.path, env.site_packages) for fe in inventory.files]
-    top_owner = _top_level_owner(inventory, located)
+    # Files RECORD omits are attributed by their top-level name; most environments have
+    # none in a package directory, so the map is built only when one turns up.
+    top_owners: list[dict[tuple[str, str], str]] = []
     existing = {fe.path for fe in inventory.files}
     meta_dirs = {d.metadata_dir for d in inventory.distributions}
 
@@ -557,7 +559,9 @@ def _plan_once(
         site, sub = (found if found else (None, fe.path))
         owner = fe.owner or ""
         if not owner and site is not None and "/" in sub:
-            owner = top_owner.get((site, sub.split("/", 1)[0]), "")
+            if not top_owners:
+                top_owners.append(_top_level_owner(inventory, located))
+            owner = top_owners[0].get((site, sub.split("/", 1)[0]), "")
         st = _FileState(fe, site, sub, owner)
         states.append(st)
         # In a prefix (/usr/local) only site-packages and the scripts in bin/ are ours: other

@@ -13,12 +13,24 @@ import posixpath
 from collections.abc import Iterable
 from typing import Optional
 
-__all__ = ["read_rows", "render_rows", "resolve_entry"]
+__all__ = ["read_paths", "read_rows", "render_rows", "resolve_entry", "resolve_entries"]
 
 
 def read_rows(text: str) -> list[list[str]]:
     """Parse RECORD text into rows (malformed rows are kept as they are, blank ones dropped)."""
     return [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
+
+
+def read_paths(text: str) -> list[str]:
+    """The first field of every row :func:`read_rows` keeps: the paths a RECORD lists.
+
+    Without a quote, a carriage return or a NUL in the text, the csv module splits each line
+    at every comma and nothing else, so the lines are split directly (a 100k-file
+    environment's RECORDs parse in a third of the time); otherwise the csv module reads it.
+    """
+    if '"' in text or "\r" in text or "\0" in text:
+        return [row[0] for row in read_rows(text)]
+    return [first for first in (line.partition(",")[0] for line in text.split("\n")) if first.strip()]
 
 
 def render_rows(rows: Iterable[list[str]]) -> str:
@@ -48,3 +60,20 @@ def resolve_entry(site: str, entry: str) -> Optional[str]:
     if joined == ".." or joined.startswith("../") or joined == ".":
         return None
     return joined
+
+
+def resolve_entries(site: str, entries: Iterable[str]) -> list[str]:
+    """:func:`resolve_entry` for every entry, dropping the None ones; the common entry (no
+    backslash, no ``.`` or empty part, no drive) is joined inline, without a call per
+    entry: a 100k-file environment has 100k RECORD entries."""
+    prefix = f"{site}/" if site else ""
+    out: list[str] = []
+    for entry in entries:
+        if (entry and entry[0] not in "./" and entry[-1] != "/" and entry[1:2] != ":"
+                and "\\" not in entry and "/." not in entry and "//" not in entry):
+            out.append(prefix + entry)
+        else:
+            resolved = resolve_entry(site, entry)
+            if resolved is not None:
+                out.append(resolved)
+    return out

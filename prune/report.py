@@ -82,9 +82,7 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
             traced_by_dist[a.distribution or "(unowned)"] += a.bytes
 
     remaining: dict[str, int] = defaultdict(int)
-    for f in inv.files:
-        if plan.removes(f.path):
-            continue
+    for f in plan.staying():
         remaining[_top_entry(f.path, inv.env.site_packages)] += f.size
     largest = sorted(remaining.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
 

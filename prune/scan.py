@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from .env import Environment
 from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
-from .record import read_rows, resolve_entry
+from .record import read_paths, resolve_entries
 
 __all__ = ["scan", "STATE_DIR_NAME", "walk_tree"]
 
@@ -205,7 +205,7 @@ def _load_distribution(
         # RECORD is parsed here rather than through Distribution.files, which stats every
         # entry to skip missing ones: a second walk of the whole tree on a big environment.
         try:
-            entries = [row[0] for row in read_rows(record_text)]
+            entries = read_paths(record_text)
         except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
             diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", meta_rel))
     else:
@@ -222,17 +222,14 @@ def _load_distribution(
                        meta_rel)
         )
     else:
-        for entry in entries:
-            resolved = resolve_entry(site, entry)
-            if resolved is None:
-                continue
-            files.append(resolved)
+        files = resolve_entries(site, entries)
     top_text = _read(dist, "top_level.txt")
     top_level = tuple(sorted({t.strip() for t in (top_text or "").splitlines() if t.strip()}))
     try:
         # Requires-Dist from the METADATA already parsed (Distribution.requires parses it
         # again); requires.txt (egg-info) when METADATA names none.
-        requires = tuple(metadata.get_all("Requires-Dist") or dist.requires or ())
+        requires = tuple(metadata.get_all("Requires-Dist")
+                         or (dist.requires if meta_rel.endswith(".egg-info") else None) or ())
     except Exception as exc:  # noqa: BLE001
         diags.append(Diagnostic("warning", "bad-requires", f"unreadable requirements: {exc}", meta_rel))
         requires = ()
@@ -251,7 +248,8 @@ def _load_distribution(
             editable = bool(json.loads(direct_url).get("dir_info", {}).get("editable", False))
         except (ValueError, AttributeError):
             diags.append(Diagnostic("warning", "bad-direct-url", "direct_url.json is not valid JSON", meta_rel))
-    if not editable and any(f.endswith(".pth") and "__editable__" in f for f in files):
+    if not editable and (record_text is None or "__editable__" in record_text) and any(
+            f.endswith(".pth") and "__editable__" in f for f in files):
         editable = True
     return Distribution(
         name=canonicalize_name(raw_name),

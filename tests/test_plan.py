@@ -152,6 +152,9 @@ def test_removes_sees_inside_a_directory_whose_sibling_sorts_between(tmp_path: P
     assert plan.removes(f"{SITE}/tool-1.0.dist-info/RECORD")
     assert not plan.removes(f"{SITE}/toolz/__init__.py")
     assert not plan.removes(f"{SITE}/tool.py")
+    # staying() answers removes() for every file at once
+    assert [f.path for f in plan.staying()] == [f.path for f in plan.inventory.files
+                                               if not plan.removes(f.path)]
 
     from prune.report import summarise
 

@@ -496,6 +496,9 @@ def test_apply_is_idempotent_keeps_what_keep_says_and_stays_inside(
         assert result.committed
         for a in plan.actions:
             assert not os.path.lexists(root / a.path)
+        staying = {f.path for f in plan.staying()}
+        for f in plan.inventory.files:
+            assert os.path.lexists(root / f.path) == (f.path in staying), f.path
         for path in kept:
             assert os.path.lexists(root / path), f"--keep {keep} matched {path}, gone after apply"
         assert tree_digest(out) == outside

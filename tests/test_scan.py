@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synth import SITE, add_dist, make_venv_tree
 
 from prune.env import locate
@@ -173,3 +175,29 @@ def test_a_find_that_fails_or_is_missing_leaves_the_walk_to_python(
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "find" else real_which(name))
     assert _FindWalk(root, ("",), frozenset()).result() is None
     assert scan(locate(root)) == with_find
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["", "lib/python3.11/site-packages"]),
+       st.lists(st.text(alphabet="ab./\\:", max_size=8), max_size=12))
+def test_resolving_many_record_entries_is_resolving_each(site: str, entries: list[str]) -> None:
+    from prune.record import resolve_entries, resolve_entry
+
+    expected = [r for r in (resolve_entry(site, e) for e in entries) if r is not None]
+    assert resolve_entries(site, entries) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='ab,"\n\r \t\0', max_size=40))
+def test_record_paths_are_the_first_fields_csv_reads(text: str) -> None:
+    from prune.record import read_paths, read_rows
+
+    try:
+        expected: object = [row[0] for row in read_rows(text)]
+    except Exception as exc:  # noqa: BLE001 - the csv module's error must stay an error
+        expected = type(exc)
+    try:
+        got: object = read_paths(text)
+    except Exception as exc:  # noqa: BLE001
+        got = type(exc)
+    assert got == expected
