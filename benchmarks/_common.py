@@ -251,6 +251,7 @@ def ensure_bench_venv(python: str, *, log=print) -> Path:
     want = file_digest(BENCH_REQUIREMENTS, REPO_DIR / "pyproject.toml", extra=python)
     bin_dir = BENCH_VENV / "bin"
     if stamp.is_file() and stamp.read_text() == want and (bin_dir / "python").exists():
+        _compile_sources(bin_dir / "python")
         return BENCH_VENV
     log(f"building bench venv {BENCH_VENV}")
     remove_tree(BENCH_VENV)
@@ -262,7 +263,16 @@ def ensure_bench_venv(python: str, *, log=print) -> Path:
                     "-r", str(BENCH_REQUIREMENTS), "-e", str(REPO_DIR)],
                    check=True, env=pip_env, stderr=subprocess.DEVNULL)
     stamp.write_text(want)
+    _compile_sources(bin_dir / "python")
     return BENCH_VENV
+
+
+def _compile_sources(python: Path) -> None:
+    """Byte-compile the editable sources, as installing a wheel does: with
+    PYTHONDONTWRITEBYTECODE set (as on this machine, and in many Dockerfiles) every
+    venv-prune run would otherwise compile its own modules again, about 0.1 s each time."""
+    subprocess.run([str(python), "-m", "compileall", "-q", str(REPO_DIR / "prune")],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def venv_prune_command(explicit: str | None) -> list[str]:

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Optional
 
 __all__ = ["GrepHits"]
@@ -107,6 +107,22 @@ class GrepHits:
             found = self._covers[needles] = all(
                 any(word in n for word in self.needles) for n in needles)
         return found
+
+    def possible(self, paths: Iterable[str], needles: tuple[bytes, ...],
+                 unknown: Collection[str] = ()) -> list[str]:
+        """The ``paths`` not ruled out: :meth:`rules_out` of each, with one set lookup per
+        path. ``unknown`` paths (symlinks: grep does not follow them) are never ruled out."""
+        paths = list(paths)
+        if self._failed or not self._covered(needles):
+            return paths
+        hits = self._result()
+        if hits is None:
+            return paths
+        inside = tuple(s + "/" for s in self._sites if s)
+        anywhere = "" in self._sites
+        return [p for p in paths
+                if p in hits or p in unknown or not p.endswith(".py")
+                or not (anywhere or p.startswith(inside))]
 
     def rules_out(self, path: str, needles: tuple[bytes, ...]) -> bool:
         """True when the file at ``path`` (relative to the root, a regular file) certainly

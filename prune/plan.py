@@ -184,6 +184,13 @@ class DiskSources:
             found = self._asked_for[needles] = (asked, _shortest(asked))
         return found
 
+    def may_contain(self, paths: Sequence[str], needles: tuple[bytes, ...]) -> list[str]:
+        """The ``paths`` for which :meth:`contains` may answer True: all of them, less those
+        the background grep rules out (one set lookup each)."""
+        if self._grep is None:
+            return list(paths)
+        return self._grep.possible(paths, needles, self._links)
+
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         if self._grep is not None and path not in self._links and self._grep.rules_out(path, needles):
             return False
@@ -242,17 +249,33 @@ def _site_relative(path: str, sites: Sequence[str]) -> Optional[tuple[str, str]]
     return None
 
 
-@dataclass
 class _FileState:
-    entry: FileEntry
-    site: Optional[str]
-    sub: str
-    owner: str
-    remove_rule: Optional[_Matcher] = None
-    fallback_rule: Optional[_Matcher] = None  # the last non-import-checked rule that matched
-    remove_key: Optional[tuple[str, str, str, str, bool]] = None
-    saved_by: str = ""
-    saved_reason: str = ""
+    """What the planner has decided about one file so far (one per file: slotted)."""
+
+    __slots__ = ("entry", "site", "sub", "owner", "remove_rule", "fallback_rule", "remove_key",
+                 "saved_by", "saved_reason")
+
+    def __init__(self, entry: FileEntry, site: Optional[str], sub: str, owner: str) -> None:
+        self.entry = entry
+        self.site = site
+        self.sub = sub
+        self.owner = owner
+        self.remove_rule: Optional[_Matcher] = None
+        self.fallback_rule: Optional[_Matcher] = None  # the last non-import-checked rule that matched
+        self.remove_key: Optional[tuple[str, str, str, str, bool]] = None
+        self.saved_by = ""
+        self.saved_reason = ""
+
+
+def _locate_all(paths: Sequence[str], sites: Sequence[str]) -> list[Optional[tuple[str, str]]]:
+    """:func:`_site_relative` of every path; a venv's one site-packages without a call per
+    path."""
+    if len(sites) != 1 or not sites[0]:
+        return [_site_relative(p, sites) for p in paths]
+    site = sites[0]
+    prefix = site + "/"
+    cut = len(prefix)
+    return [(site, p[cut:]) if p.startswith(prefix) else None for p in paths]
 
 
 def _pth_protected(inv: Inventory, sources_root: str) -> set[str]:
@@ -544,7 +567,7 @@ def _plan_once(
     removed_dists = {d.name: d for d in dist_decisions if d.remove}
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
-    located = [_site_relative(fe.path, env.site_packages) for fe in inventory.files]
+    located = _locate_all([fe.path for fe in inventory.files], env.site_packages)
     # Files RECORD omits are attributed by their top-level name; most environments have
     # none in a package directory, so the map is built only when one turns up.
     top_owners: list[dict[tuple[str, str], str]] = []
@@ -554,6 +577,10 @@ def _plan_once(
     keep_module_prefixes = tuple(m.replace(".", "/") for m in options.keep_modules)
     trace_kept = _trace_keep_set(options, inventory) if options.has_trace else frozenset()
 
+    in_prefix = env.kind == "prefix"
+    gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
+    rule_of = {True: first_remove[True].first, False: first_remove[False].first}
+    fallback_of = {True: first_fallback[True].first, False: first_fallback[False].first}
     states: list[_FileState] = []
     for fe, found in zip(inventory.files, located):
         site, sub = (found if found else (None, fe.path))
@@ -566,7 +593,7 @@ def _plan_once(
         states.append(st)
         # In a prefix (/usr/local) only site-packages and the scripts in bin/ are ours: other
         # prefix directories (share/, include/) may belong to the system.
-        if env.kind == "prefix" and site is None and not fe.path.startswith("bin/"):
+        if in_prefix and site is None and not fe.path.startswith("bin/"):
             continue
 
         if owner in removed_dists:
@@ -591,11 +618,10 @@ def _plan_once(
             # itself: only the link is ever removed, never what it points at.
             _claim_link(st, first_remove[site is not None].matchers)
         else:
-            st.remove_rule = first_remove[site is not None].first(sub)
-            if st.remove_rule is not None and st.remove_rule.rule.import_check:
-                st.fallback_rule = first_fallback[site is not None].first(sub)
+            rule = st.remove_rule = rule_of[site is not None](sub)
+            if rule is not None and rule.rule.import_check:
+                st.fallback_rule = fallback_of[site is not None](sub)
 
-        gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
         if st.remove_rule is None and not (gated and site is not None):
             continue
         # Protections, in order of precedence; the first that applies is reported.
@@ -677,17 +703,15 @@ def _protection(
     if site is None and kind == "venv" and _VENV_SKELETON.match(path):
         return "environment", "part of the virtual environment itself (interpreter, activation, pyvenv.cfg)"
     if site is not None:
-        first = sub.split("/", 1)[0]
-        if first.endswith((".dist-info", ".egg-info")):
+        if sub.partition("/")[0].endswith((".dist-info", ".egg-info")):
             return "metadata", ("distribution metadata (METADATA, RECORD, entry_points.txt, top_level.txt) "
                                 "is read at run time by importlib.metadata; removed only with the distribution")
     for p in pth_protected:
         if path == p or path.startswith(p + "/"):
             return "pth", "a .pth file, or a path a .pth file adds to sys.path (editable installs)"
-    name = path.rsplit("/", 1)[-1]
-    if _is_sourceless_pyc(path, existing):
+    if path.endswith(".pyc") and _is_sourceless_pyc(path, existing):
         return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
-    if name.endswith(".mo"):
+    if path.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
     if site is not None:
         protecting = protections.first(sub)
@@ -695,7 +719,7 @@ def _protection(
             assert isinstance(protecting, _ProtectionMatcher)
             kb = protecting.protection
             return f"knowledge:{kb.id}", f"{kb.reason} ({kb.source})"
-    keeping = keeps.first(sub)
+    keeping = keeps.first(sub) if keeps.matchers else None
     if keeping is not None:
         return f"keep:{keeping.rule.id}", keeping.rule.reason or "keep rule"
     if site is not None:
@@ -838,6 +862,17 @@ def _is_sourceless_pyc(path: str, existing: Container[str]) -> bool:
     return _is_loose_pyc(path) and path[:-1] not in existing
 
 
+def _shallowest_match(rule: _Matcher, directory: str) -> Optional[str]:
+    """The shallowest of ``directory`` and its ancestors that ``rule`` matches as a
+    directory, or None."""
+    parts = directory.split("/") if directory else []
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if rule.match(d + "/"):
+            return d
+    return None
+
+
 def _is_sourceless(st: _FileState) -> bool:
     """A loose ``x.pyc`` (outside ``__pycache__``) that stays: protected as a sourceless
     module, or matched by no rule at all (then counted even with an ``x.py`` beside it, which
@@ -875,19 +910,22 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
     dynamic imports this cannot see.
     """
     candidates: dict[tuple[str, str], list[_FileState]] = defaultdict(list)
+    # The shallowest directory the rule matches depends only on the file's directory (and,
+    # for a symlink, the link itself): asked once per rule and directory.
+    shallowest: dict[tuple[str, str], Optional[str]] = {}
     for st in states:
-        if st.remove_key is None or st.remove_rule is None or not st.remove_rule.rule.import_check:
+        rule = st.remove_rule
+        if st.remove_key is None or rule is None or not rule.rule.import_check or st.site is None:
             continue
-        if st.site is None:
-            continue
-        parts = st.sub.split("/")
         # A symlink named like the directory (app/tests -> elsewhere) is itself a candidate.
-        last = len(parts) + 1 if st.entry.is_link else len(parts)
-        for i in range(1, last):
-            d = "/".join(parts[:i])
-            if st.remove_rule.match(d + "/"):
-                candidates[(st.site, d)].append(st)
-                break
+        where = st.sub if st.entry.is_link else st.sub.rpartition("/")[0]
+        memo = (rule.rule.id, where)
+        if memo in shallowest:
+            d = shallowest[memo]
+        else:
+            d = shallowest[memo] = _shallowest_match(rule, where)
+        if d is not None:
+            candidates[(st.site, d)].append(st)
     if not candidates:
         return
     modules: dict[str, tuple[str, str]] = {}
@@ -904,13 +942,17 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
                and st.remove_key is None and st.site is not None and not st.entry.is_link]
     saved: set[tuple[str, str]] = set()
     first = True
+    # A reader may rule most files out at once (DiskSources: the files grep did not name).
+    may_contain = getattr(sources, "may_contain", None)
     while pending or first:
         imported: set[str] = set(entry_point_modules) if first else set()
         first = False
+        maybe = (set(may_contain([st.entry.path for st in pending], needles))
+                 if may_contain is not None else None)
         for st in pending:
             if st.entry.path.endswith(".pyc"):
                 imported |= _sourceless_mentions(st, sources, modules)
-            elif sources.contains(st.entry.path, needles):
+            elif (maybe is None or st.entry.path in maybe) and sources.contains(st.entry.path, needles):
                 imported |= sources.imports(st.entry.path)
         newly: list[_FileState] = []
         for mod, key in sorted(modules.items()):
@@ -957,7 +999,7 @@ def _collapse(
     # parent, deepest first (one pass per directory rather than one per file and ancestor).
     for st in states:
         path = st.entry.path
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        parent = path.rpartition("/")[0]
         total[parent] += 1
         if st.remove_key is not None:
             removed[parent] += 1
@@ -1014,13 +1056,15 @@ def _collapse(
             if not covered:
                 whole.add(d)
 
-    def covered_by_whole(path: str) -> Optional[str]:
-        p = path
-        while "/" in p:
-            p = p.rsplit("/", 1)[0]
-            if p in whole:
-                return p
-        return None
+    under_whole: dict[str, bool] = {"": False}
+
+    def covered_by_whole(path: str) -> bool:
+        """Whether a directory taken whole holds ``path`` (each directory answered once)."""
+        d = path.rpartition("/")[0]
+        found = under_whole.get(d)
+        if found is None:
+            found = under_whole[d] = d in whole or covered_by_whole(d)
+        return found
 
     actions: list[Action] = []
     for d in sorted(whole):

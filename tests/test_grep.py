@@ -49,6 +49,12 @@ def test_grep_rules_out_only_files_without_the_words(tmp_path: Path) -> None:
     assert not hits.rules_out(p + "plain.py", (b"docs",))
     assert not hits.rules_out(p + "docs.txt", (b"tests",))
     assert not hits.rules_out("bin/tool.py", (b"tests",))
+    # the bulk question answers as the single one, and never rules out an unknown path
+    paths = [p + n for n in ("plain.py", "mentions.py", "docs.txt", "tests/test_a.py")] + ["bin/tool.py"]
+    for needles in ((b"tests",), (b"docs",)):
+        assert hits.possible(paths, needles) == [q for q in paths if not hits.rules_out(q, needles)]
+    assert hits.possible(paths, (b"tests",), unknown={p + "plain.py"}) == [
+        q for q in paths if q == p + "plain.py" or not hits.rules_out(q, (b"tests",))]
 
 
 def test_without_grep_nothing_is_ruled_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,4 +87,6 @@ def test_prefetched_sources_answer_as_reading_every_file(tmp_path: Path, needles
     for fe in inv.files:
         if fe.path.endswith(".py"):
             assert fetched.contains(fe.path, needles) == plain.contains(fe.path, needles), fe.path
+    py = [fe.path for fe in inv.files if fe.path.endswith(".py")]
+    assert {p for p in py if plain.contains(p, needles)} <= set(fetched.may_contain(py, needles))
     assert plain.contains(f"{SITE}/pkg/linked.py", (b"tests",)) is False  # a comment, not an import
