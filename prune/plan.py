@@ -267,15 +267,18 @@ class _FileState:
         self.saved_reason = ""
 
 
-def _locate_all(paths: Sequence[str], sites: Sequence[str]) -> list[Optional[tuple[str, str]]]:
-    """:func:`_site_relative` of every path; a venv's one site-packages without a call per
-    path."""
-    if len(sites) != 1 or not sites[0]:
-        return [_site_relative(p, sites) for p in paths]
-    site = sites[0]
-    prefix = site + "/"
-    cut = len(prefix)
-    return [(site, p[cut:]) if p.startswith(prefix) else None for p in paths]
+class _LazyPaths:
+    """The inventory's paths as a set, built on the first question: only a loose ``.pyc``
+    (rare) asks whether its source exists."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self._inventory = inventory
+        self._paths: Optional[frozenset[str]] = None
+
+    def __contains__(self, path: object) -> bool:
+        if self._paths is None:
+            self._paths = frozenset(fe.path for fe in self._inventory.files)
+        return path in self._paths
 
 
 def _pth_protected(inv: Inventory, sources_root: str) -> set[str]:
@@ -308,16 +311,13 @@ def _pth_protected(inv: Inventory, sources_root: str) -> set[str]:
     return protected
 
 
-def _top_level_owner(inv: Inventory, located: Sequence[Optional[tuple[str, str]]]
-                     ) -> dict[tuple[str, str], str]:
-    """(site, top-level name) -> owning distribution, to attribute files RECORD omits.
-
-    ``located`` holds each file's (site, path in it) from :func:`_site_relative`.
-    """
+def _top_level_owner(inv: Inventory) -> dict[tuple[str, str], str]:
+    """(site, top-level name) -> owning distribution, to attribute files RECORD omits."""
     owner: dict[tuple[str, str], str] = {}
-    for fe, found in zip(inv.files, located):
+    for fe in inv.files:
         if fe.owner is None:
             continue
+        found = _site_relative(fe.path, inv.env.site_packages)
         if found is None or "/" not in found[1]:
             continue
         top = found[1].split("/", 1)[0]
@@ -567,11 +567,10 @@ def _plan_once(
     removed_dists = {d.name: d for d in dist_decisions if d.remove}
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
-    located = _locate_all([fe.path for fe in inventory.files], env.site_packages)
     # Files RECORD omits are attributed by their top-level name; most environments have
     # none in a package directory, so the map is built only when one turns up.
     top_owners: list[dict[tuple[str, str], str]] = []
-    existing = {fe.path for fe in inventory.files}
+    existing = _LazyPaths(inventory)
     meta_dirs = {d.metadata_dir for d in inventory.distributions}
 
     keep_module_prefixes = tuple(m.replace(".", "/") for m in options.keep_modules)
@@ -581,13 +580,26 @@ def _plan_once(
     gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
     rule_of = {True: first_remove[True].first, False: first_remove[False].first}
     fallback_of = {True: first_fallback[True].first, False: first_fallback[False].first}
+    # A venv has one site-packages: each path is split there without a call per file.
+    sites = env.site_packages
+    only_site = sites[0] if len(sites) == 1 and sites[0] else None
+    only_prefix = f"{only_site}/"
+    cut = len(only_prefix)
     states: list[_FileState] = []
-    for fe, found in zip(inventory.files, located):
-        site, sub = (found if found else (None, fe.path))
+    for fe in inventory.files:
+        site: Optional[str]
+        if only_site is not None:
+            if fe.path.startswith(only_prefix):
+                site, sub = only_site, fe.path[cut:]
+            else:
+                site, sub = None, fe.path
+        else:
+            found = _site_relative(fe.path, sites)
+            site, sub = found if found else (None, fe.path)
         owner = fe.owner or ""
         if not owner and site is not None and "/" in sub:
             if not top_owners:
-                top_owners.append(_top_level_owner(inventory, located))
+                top_owners.append(_top_level_owner(inventory))
             owner = top_owners[0].get((site, sub.split("/", 1)[0]), "")
         st = _FileState(fe, site, sub, owner)
         states.append(st)
@@ -695,7 +707,7 @@ def _claim_link(st: _FileState, in_order: Sequence[_Matcher]) -> None:
 
 
 def _protection(
-    st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: set[str],
+    st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: Container[str],
     protections: _FirstMatch, keeps: _FirstMatch,
     keep_module_prefixes: tuple[str, ...], trace_kept: frozenset[str],
 ) -> Optional[tuple[str, str]]:
@@ -997,14 +1009,16 @@ def _collapse(
             structural.add(dist.metadata_dir)
     # Count each file in its own directory, then add every directory's counts into its
     # parent, deepest first (one pass per directory rather than one per file and ancestor).
+    matcher_for: dict[str, _Matcher] = {}
     for st in states:
-        path = st.entry.path
-        parent = path.rpartition("/")[0]
+        parent = st.entry.path.rpartition("/")[0]
         total[parent] += 1
         if st.remove_key is not None:
             removed[parent] += 1
             rbytes[parent] += st.entry.size
             keys[parent].add(st.remove_key)
+        if st.remove_rule is not None and st.remove_rule.rule.id not in matcher_for:
+            matcher_for[st.remove_rule.rule.id] = st.remove_rule
     every = set(total)
     for d in list(total):
         while d and "/" in d:
@@ -1022,10 +1036,6 @@ def _collapse(
             removed[parent] += removed[d]
             rbytes[parent] += rbytes[d]
             keys[parent] |= keys[d]
-    matcher_for: dict[str, _Matcher] = {}
-    for st in states:
-        if st.remove_rule is not None:
-            matcher_for.setdefault(st.remove_rule.rule.id, st.remove_rule)
 
     whole: set[str] = set()
     for d in sorted(total, key=lambda x: x.count("/")):
