@@ -14,7 +14,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import click
 
@@ -400,5 +400,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # standalone_mode=False hands back ctx.exit(n) codes as the return value.
         code = rv if isinstance(rv, int) else 0
     if argv is None:
-        sys.exit(code)
+        _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without Python freeing every object one by one first.
+
+    After a plan of a 100k-file environment that teardown took 0.12 s, a tenth of a dry
+    run's planning time. By now every file is closed, every pool and subprocess waited for,
+    and nothing registers an exit handler; only the output needs flushing. (mypy ends the
+    same way, for the same reason.)
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the reader has gone
+            code = code or 1
+    os._exit(code)
