@@ -48,10 +48,16 @@ def copy_env(src: Path, dst: Path) -> Path:
     return dst
 
 
-def run_python(env: Path, code: str, *, check: bool = False, **kw: object) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` with the environment's own interpreter, capturing text output."""
+def run_python(env: Path, code: str, *, check: bool = False, write_bytecode: bool = False,
+               **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with the environment's own interpreter, capturing text output.
+
+    ``-B`` unless ``write_bytecode``: a check must not write bytecode caches into the
+    environment under test (where PYTHONDONTWRITEBYTECODE is unset, a second prune then
+    found them and planned bytes).
+    """
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [str(env / "bin" / "python"), "-c", code],
+        [str(env / "bin" / "python"), *([] if write_bytecode else ["-B"]), "-c", code],
         capture_output=True, text=True, check=check, timeout=600, **kw,
     )
 

@@ -185,7 +185,7 @@ def test_environment_is_byte_identical_after_tracing(
     assert {"requests", "markupsafe", "charset_normalizer"} <= run.trace.module_names()
     assert tree_digest(root) == before
     # The check is sensitive: the same imports without the tracer do write into the env.
-    run_python(root, "import requests", check=True)
+    run_python(root, "import requests", check=True, write_bytecode=True)
     assert tree_digest(root) != before
 
 
