@@ -355,15 +355,11 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
                 extra.append(_found(f, st))
 
     meta_dirs = {d.metadata_dir: d.name for d in distributions}
-    owned_files: list[FileEntry] = []
     files += extra
-    files.sort()  # by path: paths are unique
-    for path, size, link, exe in files:
-        owner = owners.get(path)
-        if owner is None:
-            parent = path.rsplit("/", 1)[0] if "/" in path else ""
-            owner = meta_dirs.get(parent)
-        owned_files.append(FileEntry(path, size, link, owner, exe))
+    # A file RECORD does not list, in a metadata directory, is its distribution's.
+    owned_files = [FileEntry(path, size, link, owners.get(path) or meta_dirs.get(path.rpartition("/")[0]), exe)
+                   for path, size, link, exe in files]
+    owned_files.sort()  # by path (the first field): paths are unique
 
     if progress:
         progress(f"found {len(distributions)} distributions, {len(owned_files)} files")
