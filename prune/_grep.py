@@ -11,7 +11,7 @@ reads only the files grep named.
 grep can only rule files *out*. A file it names is read and parsed as before; a file it does
 not name contains none of its words, so it cannot import a module whose name contains one
 of them. Anything unexpected (no GNU grep, an error of any kind, output that is not a list
-of the files asked about) makes :meth:`GrepHits.rules_out` answer False for every file, and
+of the files asked about) makes :meth:`GrepHits.possible` keep every file, and
 every file is read as before.
 """
 
@@ -110,8 +110,10 @@ class GrepHits:
 
     def possible(self, paths: Iterable[str], needles: tuple[bytes, ...],
                  unknown: Collection[str] = ()) -> list[str]:
-        """The ``paths`` not ruled out: :meth:`rules_out` of each, with one set lookup per
-        path. ``unknown`` paths (symlinks: grep does not follow them) are never ruled out."""
+        """The ``paths`` that may contain one of ``needles``: a path is ruled out only when
+        grep answered, covers the needles, would have read it (a ``.py`` file in a site) and
+        did not name it. ``unknown`` paths (symlinks: grep does not follow them) are never
+        ruled out."""
         paths = list(paths)
         if self._failed or not self._covered(needles):
             return paths
@@ -127,9 +129,4 @@ class GrepHits:
     def rules_out(self, path: str, needles: tuple[bytes, ...]) -> bool:
         """True when the file at ``path`` (relative to the root, a regular file) certainly
         contains none of ``needles``; False when it may, or grep cannot say."""
-        if self._failed or not path.endswith(".py") or not self._covered(needles):
-            return False
-        if not any(not s or path.startswith(s + "/") for s in self._sites):
-            return False
-        hits = self._result()
-        return hits is not None and path not in hits
+        return not self.possible((path,), needles)

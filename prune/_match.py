@@ -61,20 +61,15 @@ def _pattern_regexes(rule: Rule) -> Optional[list[str]]:
     return parts or None
 
 
-def fast_regex(rule: Rule) -> Optional[re.Pattern[str]]:
-    """One combined regex for a rule without negations (pathspec compiles each pattern)."""
-    parts = _pattern_regexes(rule)
-    if parts is None:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in parts))
-
-
 class Matcher:
     """One rule, matched by its combined regex (or by pathspec when it has negations)."""
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.fast = fast_regex(rule)
+        #: The regex of each pattern (None: the rule has a negation; pathspec matches it).
+        self.regexes = _pattern_regexes(rule)
+        self.fast = (re.compile("|".join(f"(?:{p})" for p in self.regexes))
+                     if self.regexes is not None else None)
 
     def match(self, path: str) -> bool:
         if self.fast is not None:
@@ -120,16 +115,16 @@ class FirstMatch:
         self._general: list[tuple[int, Callable[[str], bool]]] = []
         self._by_dir: dict[str, int] = {}  # what a directory's components say
         self._by_name: dict[str, int] = {}  # what a last component says (__init__.py recurs)
+        # Matchers are taken in order, so _general is built sorted by index.
         for index, m in enumerate(self.matchers):
-            regexes = _pattern_regexes(m.rule) if m.fast is not None else None
-            if regexes is None:
+            if m.regexes is None:
                 self._general.append((index, m.match))
                 continue
-            for regex in regexes:
-                self._add(index, regex, m)
+            for regex in m.regexes:
+                self._add(index, regex)
         self._components = bool(self._dir_names or self._names or self._exts)
 
-    def _add(self, index: int, regex: str, m: Matcher) -> None:
+    def _add(self, index: int, regex: str) -> None:
         for shape, table in ((_DIR_SHAPE, self._dir_names), (_ANY_SHAPE, self._names),
                              (_EXT_SHAPE, self._exts)):
             found = shape.fullmatch(regex)
@@ -142,7 +137,6 @@ class FirstMatch:
             return
         compiled = re.compile(regex)
         self._general.append((index, lambda path: compiled.match(path) is not None))
-        self._general.sort(key=lambda item: item[0])
 
     def _component(self, name: str, best: int, last: bool) -> int:
         """``best`` lowered by what one path component matches (``last``: no ``name/``)."""

@@ -192,7 +192,7 @@ class DiskSources:
         return self._grep.possible(paths, needles, self._links)
 
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
-        if self._grep is not None and path not in self._links and self._grep.rules_out(path, needles):
+        if self._grep is not None and not self._grep.possible((path,), needles, self._links):
             return False
         tokens = self._tokens.get(path)
         covered = self._covered.get(path)

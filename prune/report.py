@@ -81,23 +81,19 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         if a.trace:
             traced_by_dist[a.distribution or "(unowned)"] += a.bytes
 
-    # Sizes per directory first, then per top-level entry: one _top_entry per directory.
+    # A file's top-level entry is its directory's, except directly in the root or a site:
+    # sizes are summed per directory, and _top_entry asked once per directory.
     by_dir: dict[str, int] = defaultdict(int)
-    loose: dict[str, int] = defaultdict(int)  # files directly in the root or a site
-    staying = plan.staying()
-    for f in staying:
-        by_dir[f.path.rpartition("/")[0]] += f.size
     remaining: dict[str, int] = defaultdict(int)
     sites = set(inv.env.site_packages)
-    for d, size in by_dir.items():
-        if d and d not in sites:
-            remaining[_top_entry(d, inv.env.site_packages)] += size
-        else:
-            loose[d] += size
-    for f in staying if loose else ():
+    for f in plan.staying():
         d = f.path.rpartition("/")[0]
-        if not d or d in sites:
+        if d and d not in sites:
+            by_dir[d] += f.size
+        else:
             remaining[_top_entry(f.path, inv.env.site_packages)] += f.size
+    for d, size in by_dir.items():
+        remaining[_top_entry(d, inv.env.site_packages)] += size
     largest = sorted(remaining.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
 
     saved: dict[str, list[int]] = defaultdict(lambda: [0, 0])

@@ -116,7 +116,7 @@ class _FindWalk:
         self._proc: Optional[subprocess.Popen[bytes]] = None
         starts = [os.path.join(self._root, a) if a else self._root for a in areas]
         find = shutil.which("find")
-        if find is None or not all(os.path.isabs(s) for s in starts):
+        if find is None:
             return
         # Into a file, not a pipe: a full pipe would stop find until this process, busy
         # with the metadata, came to read it.
