@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Optional
 import click
 
 from . import __version__
+from ._gc import paused_gc
 from .env import locate as locate_env
 from .errors import PruneError, UsageError
 from .plan import PlanOptions
@@ -376,7 +377,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.exit(2)
         return 2
     try:
-        rv = cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
+        with paused_gc():  # one short run: the collector would only walk the plan again and again
+            rv = cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
     except PruneError as exc:
         click.echo(f"venv-prune: error: {exc}", err=True)
         code = exc.exit_code

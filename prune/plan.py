@@ -20,6 +20,7 @@ from typing import Optional, Protocol
 
 from packaging.utils import canonicalize_name
 
+from ._gc import paused_gc
 from ._grep import GrepHits
 from ._match import FirstMatch as _FirstMatch
 from ._match import Matcher as _Matcher
@@ -477,6 +478,12 @@ def build_plan(
     :raises UsageError: the profile needs a trace and none was given; an unknown distribution
         name was passed; a required distribution was named for removal without ``force``.
     """
+    with paused_gc():
+        return _build_plan(inventory, profile, options, sources, knowledge)
+
+
+def _build_plan(inventory: Inventory, profile: Profile, options: PlanOptions,
+                sources: Optional[SourceReader], knowledge: Optional[Knowledge]) -> Plan:
     if profile.requires_trace and not options.has_trace:
         raise UsageError(
             f"profile {profile.name!r} removes everything no trace reached, so it needs a trace; "

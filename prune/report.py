@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ._gc import paused_gc
 from .model import Plan
 
 __all__ = ["REPORT_SCHEMA", "FORMATS", "Extras", "summarise", "render", "human_bytes"]
@@ -300,7 +301,11 @@ def _render_markdown(d: dict[str, Any]) -> str:
 
 def render(plan: Plan, fmt: str = "text", extras: Extras = Extras(), *, verbose: bool = False) -> str:
     """Render ``plan`` (with what a real run added in ``extras``) as text, json or markdown."""
-    data = summarise(plan, extras)
+    with paused_gc():
+        return _render(summarise(plan, extras), fmt, verbose)
+
+
+def _render(data: dict[str, Any], fmt: str, verbose: bool) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     if fmt == "markdown":

@@ -22,6 +22,7 @@ import importlib_metadata
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ._gc import paused_gc
 from .env import Environment
 from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
 from .record import read_paths, resolve_entries
@@ -296,6 +297,11 @@ def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
     :param env: from :func:`prune.env.locate`.
     :param progress: called with short status lines for long scans.
     """
+    with paused_gc():
+        return _scan(env, progress)
+
+
+def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
     diags: list[Diagnostic] = []
     if progress:
         progress(f"scanning {env.root}")
