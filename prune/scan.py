@@ -14,9 +14,11 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import importlib_metadata
 from packaging.utils import canonicalize_name
@@ -87,78 +89,133 @@ def _walk(
     return files, dirs, diags
 
 
+class _Listing(NamedTuple):
+    """What a walk found. Files come in groups of one kind, as parallel lists, so that a
+    100k-file listing is turned into file entries by C loops (``map``, ``zip``), not by a
+    Python statement per file."""
+
+    #: (paths, lstat sizes, is a symlink, is an executable file), one tuple per kind.
+    groups: list[tuple[list[str], list[int], bool, bool]]
+    #: Real directories (not links).
+    dirs: list[str]
+
+    @classmethod
+    def of(cls, files: list[_Found], dirs: list[str]) -> _Listing:
+        kinds: dict[tuple[bool, bool], tuple[list[str], list[int]]] = {}
+        for path, size, link, exe in files:
+            paths, sizes = kinds.setdefault((link, exe), ([], []))
+            paths.append(path)
+            sizes.append(size)
+        return cls([(paths, sizes, link, exe) for (link, exe), (paths, sizes) in sorted(kinds.items())], dirs)
+
+    def found(self) -> list[_Found]:
+        """Every file as one tuple (path, size, is a symlink, is executable)."""
+        return [(p, n, link, exe) for paths, sizes, link, exe in self.groups for p, n in zip(paths, sizes)]
+
+
 class _FindWalk:
-    """:func:`_walk` done by GNU ``find -printf`` in a process of its own, started before
-    the metadata is read so that both run at once.
+    """:func:`_walk` done by GNU ``find`` in a process of its own, started before the
+    metadata is read so that both run at once.
 
     One ``find`` walk lists a 100k-file tree in about half the time Python's scandir and
     lstat calls take, and it runs on another core while this process parses METADATA and
-    RECORD files. Where ``find`` is missing, is not GNU find (busybox, BSD: no ``-printf``),
-    or reports any problem at all, :meth:`result` returns None and the caller walks in
-    Python, which turns each problem into a diagnostic. ``find -H`` follows a symlink
-    only where it is a starting point (as ``os.scandir`` does), never inside the tree, and
-    prints a link's own size, as lstat does.
+    RECORD files. Where ``find`` is missing, is not GNU find (busybox, BSD: no
+    ``-fprintf``), or reports any problem at all, :meth:`result` returns None and the caller
+    walks in Python, which turns each problem into a diagnostic. ``find -H`` follows a
+    symlink only where it is a starting point (as ``os.scandir`` does), never inside the
+    tree, and prints a link's own size, as lstat does.
     """
 
-    # Two NUL-terminated fields per entry (a path may hold a newline): a head, then the
-    # path. The head is "d" for a directory, else a letter and the lstat size: "l" a
-    # symlink, "x" a regular file with an execute bit, "f" anything else. Split this way,
-    # the output is parsed by slicing one list, without a Python call per field.
-    _EXPRESSION = (
-        "(", "-type", "d", "-printf", "d\\0%p\\0",
-        "-o", "-type", "f", "-perm", "/111", "-printf", "x%s\\0%p\\0",
-        "-o", "-type", "l", "-printf", "l%s\\0%p\\0",
-        "-o", "-printf", "f%s\\0%p\\0", ")",
-    )
+    # find runs in the root and prints paths relative to it. Each kind of entry goes to a
+    # file of its own, as NUL-terminated fields (a path may hold a newline): directories as
+    # their path; files as their lstat size, then their path. A regular file with an execute
+    # bit is "exe", a symlink "link", anything else (FIFOs too) "file". Into files, not a
+    # pipe: a full pipe would stop find until this process, busy with the metadata, came
+    # to read it.
+    _KINDS = {"file": (False, False), "exe": (False, True), "link": (True, False)}
 
     def __init__(self, root: Path, areas: tuple[str, ...], skip: frozenset[str]) -> None:
-        self._root = os.path.abspath(root)
         self._skip = skip
         self._proc: Optional[subprocess.Popen[bytes]] = None
-        starts = [os.path.join(self._root, a) if a else self._root for a in areas]
+        self._dir: Optional[str] = None
         find = shutil.which("find")
+        if areas == ("",):
+            starts, name = ["."], "%P"
+        elif all(a and not a.startswith(("-", "(", ")", "!", ",", "/")) for a in areas):
+            starts, name = list(areas), "%p"
+        else:
+            return
         if find is None:
             return
-        # Into a file, not a pipe: a full pipe would stop find until this process, busy
-        # with the metadata, came to read it.
-        self._out = tempfile.TemporaryFile()
+        self._dir = tempfile.mkdtemp(prefix="venv-prune-find-")
+        out = {kind: os.path.join(self._dir, kind) for kind in ("dir", *self._KINDS)}
+        expression = [
+            "(", "-type", "d", "-fprintf", out["dir"], f"{name}\\0",
+            "-o", "-type", "f", "-perm", "/111", "-fprintf", out["exe"], f"%s\\0{name}\\0",
+            "-o", "-type", "l", "-fprintf", out["link"], f"%s\\0{name}\\0",
+            "-o", "-fprintf", out["file"], f"%s\\0{name}\\0", ")",
+        ]
         self._err = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
-                [find, "-H", *starts, "-mindepth", "1", *self._EXPRESSION],
-                stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+                [find, "-H", *starts, "-mindepth", "1", *expression],
+                cwd=root, stdout=subprocess.DEVNULL, stderr=self._err, stdin=subprocess.DEVNULL)
         except OSError:
-            self._proc = None
-            self._out.close()
-            self._err.close()
+            self.close()
 
-    def result(self) -> Optional[tuple[list[_Found], list[str]]]:
+    def result(self) -> Optional[_Listing]:
         """Files and directories as :func:`_walk` finds them, or None (walk in Python)."""
-        if self._proc is None:
-            return None
-        with self._out, self._err:
-            if self._proc.wait() != 0 or self._err.seek(0, os.SEEK_END):
-                return None
-            self._out.seek(0)
-            out = self._out.read()
-        fields = out.decode("utf-8", "surrogateescape").split("\0")
-        if len(fields) % 2 != 1 or fields.pop() != "":
-            return None  # a truncated entry: do not guess
-        heads, paths = fields[0::2], fields[1::2]
-        cut = len(self._root) + 1
-        dirs = [p[cut:] for h, p in zip(heads, paths) if h == "d"]
-        files = [(p[cut:], int(h[1:]), h[0] == "l", h[0] == "x") for h, p in zip(heads, paths) if h != "d"]
-        return self._without_skipped(files, dirs)
+        try:
+            return self._result()
+        finally:
+            self.close()
 
-    def _without_skipped(self, files: list[_Found], dirs: list[str]) -> tuple[list[_Found], list[str]]:
+    def _result(self) -> Optional[_Listing]:
+        if self._proc is None or self._dir is None:
+            return None
+        if self._proc.wait() != 0 or self._err.seek(0, os.SEEK_END):
+            return None
+        try:
+            dirs = self._fields("dir")
+            groups = []
+            for kind, (link, exe) in self._KINDS.items():
+                fields = self._fields(kind)
+                if len(fields) % 2:
+                    return None  # a truncated entry: do not guess
+                groups.append((fields[1::2], list(map(int, fields[0::2])), link, exe))
+        except (OSError, ValueError):
+            return None
+        return self._without_skipped(_Listing(groups, dirs))
+
+    def _fields(self, kind: str) -> list[str]:
+        assert self._dir is not None
+        with open(os.path.join(self._dir, kind), "rb") as fh:
+            fields = fh.read().decode("utf-8", "surrogateescape").split("\0")
+        if fields.pop() != "":
+            raise ValueError("output does not end with a NUL")
+        return fields
+
+    def close(self) -> None:
+        """Stop find if it still runs and remove its output (idempotent)."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._err.close()
+            self._proc = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _without_skipped(self, listing: _Listing) -> _Listing:
         """Drop venv-prune's own state directory (never entered by the Python walk)."""
         skip = self._skip
         # Nothing lies under a skipped path unless the path itself was listed.
-        if skip.isdisjoint(dirs) and skip.isdisjoint([f[0] for f in files]):
-            return files, dirs
+        if skip.isdisjoint(listing.dirs) and all(skip.isdisjoint(g[0]) for g in listing.groups):
+            return listing
         below = tuple(s + "/" for s in skip)
-        return ([f for f in files if f[0] not in skip and not f[0].startswith(below)],
-                [d for d in dirs if d not in skip and not d.startswith(below)])
+        return _Listing.of([f for f in listing.found() if f[0] not in skip and not f[0].startswith(below)],
+                           [d for d in listing.dirs if d not in skip and not d.startswith(below)])
 
 
 def _found(path: str, st: os.stat_result) -> _Found:
@@ -307,7 +364,53 @@ def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
         progress(f"scanning {env.root}")
     skip = frozenset({STATE_DIR_NAME})
     finder = _FindWalk(env.root, env.walk, skip)
+    try:
+        distributions = _distributions(env, diags)
+        listing = finder.result()
+    finally:
+        finder.close()
+    if listing is None:
+        files, dirs, walk_diags = _walk(env.root, env.walk, skip)
+        diags[:0] = walk_diags
+        listing = _Listing.of(files, dirs)
 
+    owners: dict[str, str] = {}
+    for dist in distributions:
+        for f in dist.files:
+            owners.setdefault(f, dist.name)
+        # Files inside the metadata directory belong to the distribution even if RECORD
+        # forgot them (REQUESTED, direct_url.json written after the fact).
+        owners.setdefault(dist.metadata_dir, dist.name)
+
+    if env.kind == "prefix":
+        listing.groups.extend(_Listing.of(_prefix_scripts(env, distributions, listing), []).groups)
+
+    meta_dirs = {d.metadata_dir: d.name for d in distributions}
+    make = partial(tuple.__new__, FileEntry)  # FileEntry(*fields), without a Python call per file
+    owned_files: list[FileEntry] = []
+    for paths, sizes, link, exe in listing.groups:
+        owner_of: list[Optional[str]] = list(map(owners.get, paths))
+        if None in owner_of:
+            # A file RECORD does not list, in a metadata directory, is its distribution's.
+            for i, owner in enumerate(owner_of):
+                if owner is None:
+                    owner_of[i] = meta_dirs.get(paths[i].rpartition("/")[0])
+        owned_files += map(make, zip(paths, sizes, repeat(link), owner_of, repeat(exe)))
+    owned_files.sort()  # by path (the first field): paths are unique
+
+    if progress:
+        progress(f"found {len(distributions)} distributions, {len(owned_files)} files")
+    return Inventory(
+        env=env,
+        distributions=distributions,
+        files=tuple(owned_files),
+        dirs=tuple(sorted(listing.dirs)),
+        diagnostics=tuple(diags),
+    )
+
+
+def _distributions(env: Environment, diags: list[Diagnostic]) -> tuple[Distribution, ...]:
+    """Every distribution with readable metadata, by name; a duplicate becomes a diagnostic."""
     dists_by_name: dict[str, Distribution] = {}
     for site, meta_rel in _find_metadata_dirs(env):
         dist = _load_distribution(env, site, meta_rel, diags)
@@ -325,54 +428,24 @@ def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
             dists_by_name[dist.name] = keep
         else:
             dists_by_name[dist.name] = dist
-    distributions = tuple(sorted(dists_by_name.values(), key=lambda d: d.name))
+    return tuple(sorted(dists_by_name.values(), key=lambda d: d.name))
 
-    walked = finder.result()
-    if walked is None:
-        files, dirs, walk_diags = _walk(env.root, env.walk, skip)
-        diags[:0] = walk_diags
-    else:
-        files, dirs = walked
 
-    owners: dict[str, str] = {}
+def _prefix_scripts(env: Environment, distributions: tuple[Distribution, ...], listing: _Listing) -> list[_Found]:
+    """A prefix is walked only inside site-packages; its distributions' scripts and data
+    (bin/, share/) are taken from their RECORDs, one lstat each."""
+    known = {p for g in listing.groups for p in g[0]}
+    extra: list[_Found] = []
     for dist in distributions:
         for f in dist.files:
-            owners.setdefault(f, dist.name)
-        # Files inside the metadata directory belong to the distribution even if RECORD
-        # forgot them (REQUESTED, direct_url.json written after the fact).
-        owners.setdefault(dist.metadata_dir, dist.name)
-
-    extra: list[_Found] = []
-    if env.kind == "prefix":
-        known = {f[0] for f in files}
-        # A prefix is walked only inside site-packages; its distributions' scripts and data
-        # (bin/, share/) are taken from their RECORDs, one lstat each.
-        for dist in distributions:
-            for f in dist.files:
-                if f in known or any(f == s or f.startswith(s + "/") for s in env.site_packages):
-                    continue
-                try:
-                    st = os.lstat(env.root / f)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    continue
-                known.add(f)
-                extra.append(_found(f, st))
-
-    meta_dirs = {d.metadata_dir: d.name for d in distributions}
-    files += extra
-    # A file RECORD does not list, in a metadata directory, is its distribution's.
-    owned_files = [FileEntry(path, size, link, owners.get(path) or meta_dirs.get(path.rpartition("/")[0]), exe)
-                   for path, size, link, exe in files]
-    owned_files.sort()  # by path (the first field): paths are unique
-
-    if progress:
-        progress(f"found {len(distributions)} distributions, {len(owned_files)} files")
-    return Inventory(
-        env=env,
-        distributions=distributions,
-        files=tuple(owned_files),
-        dirs=tuple(sorted(dirs)),
-        diagnostics=tuple(diags),
-    )
+            if f in known or any(f == s or f.startswith(s + "/") for s in env.site_packages):
+                continue
+            try:
+                st = os.lstat(env.root / f)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            known.add(f)
+            extra.append(_found(f, st))
+    return extra

@@ -156,9 +156,9 @@ def test_find_walk_lists_what_the_python_walk_lists(tmp_path: Path, area: str) -
     assert walked is not None, "GNU find is expected on the test machine"
     files, dirs, diags = _walk(root, (area,), skip)
     assert not diags
-    assert sorted(walked[0]) == sorted(files)
-    assert sorted(walked[1]) == sorted(dirs)
-    found = {f[0]: f for f in walked[0]}
+    assert sorted(walked.found()) == sorted(files)
+    assert sorted(walked.dirs) == sorted(dirs)
+    found = {f[0]: f for f in walked.found()}
     assert found[f"{SITE}/pkg/tool.sh"][3] and found[f"{SITE}/pkg/dangling"][2]
     assert f"{SITE}/pkg/line\nbreak.py" in found
     assert not any(p.startswith(".venv-prune") for p in found)
@@ -175,6 +175,29 @@ def test_a_find_that_fails_or_is_missing_leaves_the_walk_to_python(
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "find" else real_which(name))
     assert _FindWalk(root, ("",), frozenset()).result() is None
     assert scan(locate(root)) == with_find
+
+
+def test_a_prefix_is_walked_in_site_packages_only_with_its_scripts_from_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A prefix (/usr/local) is not ours outside site-packages: find starts at each
+    # site-packages directory, and bin/ holds only the scripts a RECORD names.
+    root = make_venv_tree(tmp_path / "prefix")
+    (root / "pyvenv.cfg").unlink()
+    add_dist(root, "pkg", {"pkg/__init__.py": "", "pkg/tests/test_a.py": ""}, scripts=("pkg-tool",))
+    (root / "bin" / "system-tool").write_text("#!/bin/sh\n")
+    (root / "share" / "doc").mkdir(parents=True)
+    (root / "share" / "doc" / "README").write_text("system docs")
+    env = locate(root)
+    assert env.kind == "prefix"
+    inv = scan(env)
+    paths = {f.path: f for f in inv.files}
+    assert paths["bin/pkg-tool"].owner == "pkg" and paths["bin/pkg-tool"].executable
+    assert f"{SITE}/pkg/tests/test_a.py" in paths
+    assert "bin/system-tool" not in paths and not any(p.startswith("share/") for p in paths)
+    assert all(d.startswith(SITE + "/") for d in inv.dirs)
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "find" else real_which(name))
+    assert scan(env) == inv
 
 
 @settings(max_examples=400, deadline=None)
