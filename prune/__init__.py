@@ -16,7 +16,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .apply import ApplyResult, Failure, RecoverResult, apply_plan, recover
+from typing import TYPE_CHECKING, Any
+
 from .env import Environment, locate
 from .errors import (
     EnvironmentNotFound,
@@ -29,11 +30,37 @@ from .errors import (
     VerificationFailed,
 )
 from .model import Action, Diagnostic, DistDecision, Distribution, FileEntry, Inventory, Keep, Plan
-from .pipeline import Outcome, PruneRequest, run
 from .plan import PlanOptions, build_plan, explain
 from .profiles import Profile, Rule, list_profiles, load_profile
 from .report import render, summarise
 from .scan import scan
+
+if TYPE_CHECKING:
+    from .apply import ApplyResult, Failure, RecoverResult, apply_plan, recover
+    from .pipeline import Outcome, PruneRequest, run
+
+# Applying (and the whole-job pipeline, which applies) is imported on first use: a dry run
+# never needs it, and the command line starts a little faster without it.
+_LAZY = {
+    "ApplyResult": "apply", "Failure": "apply", "RecoverResult": "apply", "apply_plan": "apply",
+    "recover": "apply", "Outcome": "pipeline", "PruneRequest": "pipeline", "run": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "__version__",

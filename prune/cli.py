@@ -44,10 +44,28 @@ class _Main(click.Group):
     happens to be called like a subcommand can be given as ``./trace``.
     """
 
+    #: Subcommands that live in modules of their own, imported only when named (or when
+    #: --help lists them): pruning never loads the tracer, the packer or the ELF reader.
+    _LAZY = {"trace": ("cli_trace", "trace_command"), "graph": ("cli_graph", "graph_command"),
+             "pack": ("cli_pack", "pack_command"), "libs": ("cli_libs", "libs_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name not in self.commands and cmd_name in self._LAZY:
+            import importlib
+
+            module, attr = self._LAZY[cmd_name]
+            cmd = getattr(importlib.import_module(f"prune.{module}"), attr)
+            self.add_command(cmd, cmd_name)
+        return self.commands.get(cmd_name)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-"):
             first = args[0]
-            if first not in self.commands or os.path.isdir(first) and first not in ("profiles",):
+            known = first in self.commands or first in self._LAZY
+            if not known or os.path.isdir(first) and first not in ("profiles",):
                 args = ["prune", *args]
         elif args and args[0] not in ("--help", "-h", "--version"):
             args = ["prune", *args]
@@ -349,22 +367,6 @@ def recover_command(path: str) -> None:
     click.echo(f"venv-prune: {res.message}", err=True)
 
 
-def _register_optional_commands() -> None:
-    """Subcommands that live in their own modules."""
-    import importlib
-
-    for module, attr in (("cli_trace", "trace_command"), ("cli_graph", "graph_command"),
-                         ("cli_pack", "pack_command"), ("cli_libs", "libs_command")):
-        try:
-            mod = importlib.import_module(f"prune.{module}")
-        except ImportError:
-            continue
-        cmd = getattr(mod, attr, None)
-        if isinstance(cmd, click.Command):
-            cli.add_command(cmd)
-
-
-_register_optional_commands()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -154,3 +154,20 @@ def test_explain_changes_nothing(synth_env: Path) -> None:
 def test_help_has_examples_and_exit_codes() -> None:
     code, out, _ = run_cli("prune", "--help")
     assert code == 0 and "Examples:" in out and "Exit codes:" in out
+
+
+def test_subcommands_load_only_when_named_and_all_are_listed(synth_env: Path) -> None:
+    # A dry run imports neither the subcommands' modules nor the transaction code; --help
+    # still lists every subcommand, and each one runs when named.
+    code = ("import sys; from prune.cli import main; main([sys.argv[1], '--dry-run', '-q']);"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('prune.'))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(synth_env)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.splitlines()[-1].split())
+    assert "prune.plan" in loaded and "prune.scan" in loaded
+    assert not loaded & {"prune.cli_trace", "prune.cli_pack", "prune.cli_libs", "prune.trace",
+                         "prune.pack", "prune.libs"}, loaded
+    res = CliRunner().invoke(cli, ["--help"])
+    assert all(name in res.output for name in ("graph", "libs", "pack", "trace", "profiles", "recover"))
+    res = CliRunner().invoke(cli, ["pack", "--help"])
+    assert res.exit_code == 0 and "Usage:" in res.output
