@@ -8,6 +8,7 @@ trust their input (parsing and validation happen in scan/profiles).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple, Optional
 
 from .env import Environment
@@ -112,7 +113,7 @@ class Inventory:
 
     @property
     def bytes_total(self) -> int:
-        return sum(f.size for f in self.files)
+        return sum(map(itemgetter(1), self.files))  # FileEntry.size
 
     def distribution(self, name: str) -> Optional[Distribution]:
         for d in self.distributions:
@@ -218,8 +219,18 @@ class Plan:
                 found = gone[directory] = directory in targets or removed(directory.rpartition("/")[0])
             return found
 
-        return tuple(f for f in self.inventory.files
-                     if f.path not in targets and not removed(f.path.rpartition("/")[0]))
+        staying = []
+        for f in self.inventory.files:
+            path = f[0]  # FileEntry.path
+            if path in targets:
+                continue
+            directory = path.rpartition("/")[0]
+            goes = gone.get(directory)
+            if goes is None:
+                goes = removed(directory)
+            if not goes:
+                staying.append(f)
+        return tuple(staying)
 
     def _targets(self) -> frozenset[str]:
         cached = self.__dict__.get("_target_set")

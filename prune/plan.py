@@ -16,6 +16,8 @@ import re
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import itemgetter, methodcaller
 from typing import Optional, Protocol
 
 from packaging.utils import canonicalize_name
@@ -168,7 +170,8 @@ class DiskSources:
         :mod:`prune._grep`). Needs the inventory (which files are symlinks)."""
         if self._inventory is None or not self._hints or self._grep is not None:
             return
-        self._links = frozenset(fe.path for fe in self._inventory.files if fe.is_link)
+        files = self._inventory.files
+        self._links = frozenset(compress(map(itemgetter(0), files), map(itemgetter(2), files)))
         self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
 
     def close(self) -> None:
@@ -289,16 +292,14 @@ def _pth_protected(inv: Inventory, sources_root: str) -> set[str]:
     (site module semantics); editable installs use this to point at their source tree.
     """
     protected: set[str] = set()
-    for fe in inv.files:
-        if not fe.path.endswith(".pth"):
-            continue
-        found = _site_relative(fe.path, inv.env.site_packages)
+    for path in filter(methodcaller("endswith", ".pth"), map(itemgetter(0), inv.files)):
+        found = _site_relative(path, inv.env.site_packages)
         if found is None or "/" in found[1]:
             continue
-        protected.add(fe.path)
+        protected.add(path)
         site = found[0]
         try:
-            with open(os.path.join(sources_root, fe.path), encoding="utf-8", errors="replace") as fh:
+            with open(os.path.join(sources_root, path), encoding="utf-8", errors="replace") as fh:
                 lines = fh.read().splitlines()
         except OSError:
             continue
@@ -574,6 +575,7 @@ def _plan_once(
     removed_dists = {d.name: d for d in dist_decisions if d.remove}
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
+    pth_below = tuple(p + "/" for p in sorted(pth_protected))
     # Files RECORD omits are attributed by their top-level name; most environments have
     # none in a package directory, so the map is built only when one turns up.
     top_owners: list[dict[tuple[str, str], str]] = []
@@ -644,7 +646,7 @@ def _plan_once(
         if st.remove_rule is None and not (gated and site is not None):
             continue
         # Protections, in order of precedence; the first that applies is reported.
-        reason = _protection(st, env.kind, meta_dirs, pth_protected, existing, first_protection,
+        reason = _protection(st, env.kind, meta_dirs, pth_protected, pth_below, existing, first_protection,
                              first_keep, keep_module_prefixes, trace_kept)
         if reason:
             st.saved_by, st.saved_reason = reason
@@ -714,7 +716,8 @@ def _claim_link(st: _FileState, in_order: Sequence[_Matcher]) -> None:
 
 
 def _protection(
-    st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], existing: Container[str],
+    st: _FileState, kind: str, meta_dirs: set[str], pth_protected: set[str], pth_below: tuple[str, ...],
+    existing: Container[str],
     protections: _FirstMatch, keeps: _FirstMatch,
     keep_module_prefixes: tuple[str, ...], trace_kept: frozenset[str],
 ) -> Optional[tuple[str, str]]:
@@ -725,10 +728,10 @@ def _protection(
         if sub.partition("/")[0].endswith((".dist-info", ".egg-info")):
             return "metadata", ("distribution metadata (METADATA, RECORD, entry_points.txt, top_level.txt) "
                                 "is read at run time by importlib.metadata; removed only with the distribution")
-    for p in pth_protected:
-        if path == p or path.startswith(p + "/"):
-            return "pth", "a .pth file, or a path a .pth file adds to sys.path (editable installs)"
-    if path.endswith(".pyc") and _is_sourceless_pyc(path, existing):
+    if path in pth_protected or path.startswith(pth_below):
+        return "pth", "a .pth file, or a path a .pth file adds to sys.path (editable installs)"
+    # _is_sourceless_pyc, written out: every cached .pyc a rule claims asks this.
+    if path.endswith(".pyc") and "/__pycache__/" not in f"/{path}" and path[:-1] not in existing:
         return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
     if path.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
@@ -956,9 +959,11 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
         return
     needles = tuple(sorted({m.rsplit(".", 1)[-1].encode() for m in modules}))
     in_candidate = {id(st) for group in candidates.values() for st in group}
+    # Cheapest tests first: most files go (a removal key) or are not Python.
     pending = [st for st in states
-               if (st.entry.path.endswith(".py") or _is_sourceless(st)) and id(st) not in in_candidate
-               and st.remove_key is None and st.site is not None and not st.entry.is_link]
+               if st.remove_key is None and st.site is not None
+               and (st.entry.path.endswith(".py") or _is_sourceless(st)) and id(st) not in in_candidate
+               and not st.entry.is_link]
     saved: set[tuple[str, str]] = set()
     first = True
     # A reader may rule most files out at once (DiskSources: the files grep did not name).
