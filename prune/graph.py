@@ -457,10 +457,11 @@ def decide_distributions(
 
     dev_reasons: dict[str, str] = {}
     if dev_tools is not None:
-        patterns = list(dev_tools)
+        # Each pattern canonicalised once (is_dev_tool does it per call), not once per name.
+        patterns = [(p, canonicalize_name(p)) for p in dev_tools]
         for name in names:
-            for p in patterns:
-                if is_dev_tool(name, [p]):
+            for p, canonical in patterns:
+                if fnmatchcase(name, canonical):
                     reason = dev_tools.get(p, "") if isinstance(dev_tools, Mapping) else ""
                     dev_reasons[name] = str(reason)
                     break

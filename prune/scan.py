@@ -366,6 +366,11 @@ def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
     finder = _FindWalk(env.root, env.walk, skip)
     try:
         distributions = _distributions(env, diags)
+        # A file two RECORDs list is the first distribution's (by name): each update
+        # overrides those of the distributions after it.
+        owners: dict[str, str] = {}
+        for dist in reversed(distributions):
+            owners.update(dict.fromkeys(dist.files, dist.name))
         listing = finder.result()
     finally:
         finder.close()
@@ -374,24 +379,17 @@ def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
         diags[:0] = walk_diags
         listing = _Listing.of(files, dirs)
 
-    owners: dict[str, str] = {}
-    for dist in distributions:
-        for f in dist.files:
-            owners.setdefault(f, dist.name)
-        # Files inside the metadata directory belong to the distribution even if RECORD
-        # forgot them (REQUESTED, direct_url.json written after the fact).
-        owners.setdefault(dist.metadata_dir, dist.name)
-
     if env.kind == "prefix":
         listing.groups.extend(_Listing.of(_prefix_scripts(env, distributions, listing), []).groups)
 
+    # Files inside the metadata directory belong to the distribution even if RECORD forgot
+    # them (REQUESTED, direct_url.json written after the fact).
     meta_dirs = {d.metadata_dir: d.name for d in distributions}
     make = partial(tuple.__new__, FileEntry)  # FileEntry(*fields), without a Python call per file
     owned_files: list[FileEntry] = []
     for paths, sizes, link, exe in listing.groups:
         owner_of: list[Optional[str]] = list(map(owners.get, paths))
         if None in owner_of:
-            # A file RECORD does not list, in a metadata directory, is its distribution's.
             for i, owner in enumerate(owner_of):
                 if owner is None:
                     owner_of[i] = meta_dirs.get(paths[i].rpartition("/")[0])

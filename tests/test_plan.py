@@ -332,3 +332,22 @@ def test_only_kept_distributions_files_are_parsed_for_import_evidence(
     else:
         assert gone == {"black", "mypy", "pytest"}, plan.distributions
         assert not [p for p in parsed if "/black/" in p or "/pytest/" in p], parsed
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([("",), ("s",), ("lib/s", "lib64/s"), ("a/s",)]),
+       st.sets(st.lists(st.sampled_from(["s", "a", "lib", "lib64", "x.pth", "d", "d-1", "d.pth", "d0", "d/",
+                                         "é", "-", ".", "0", "~"]), min_size=1, max_size=5)
+               .map(lambda parts: "/".join(parts)).filter(lambda p: "//" not in p and not p.endswith("/")),
+               max_size=40))
+def test_top_level_files_by_bisection_are_those_a_full_pass_finds(sites: tuple[str, ...], paths: set[str]) -> None:
+    from prune.model import FileEntry
+    from prune.plan import _site_relative, _site_top_files
+
+    files = sorted(FileEntry(p, 1) for p in paths)
+    naive = []
+    for fe in files:
+        found = _site_relative(fe.path, sites)
+        if found is not None and "/" not in found[1]:
+            naive.append((found[0], fe.path))
+    assert sorted(_site_top_files(files, sites)) == sorted(naive)
