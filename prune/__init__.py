@@ -30,20 +30,26 @@ from .errors import (
     VerificationFailed,
 )
 from .model import Action, Diagnostic, DistDecision, Distribution, FileEntry, Inventory, Keep, Plan
-from .plan import PlanOptions, build_plan, explain
-from .profiles import Profile, Rule, list_profiles, load_profile
-from .report import render, summarise
+
+# Imported now (light: importlib-metadata is imported when metadata is read) because the
+# function shares the submodule's name: bound here, first, it is what ``prune.scan`` means.
 from .scan import scan
 
 if TYPE_CHECKING:
     from .apply import ApplyResult, Failure, RecoverResult, apply_plan, recover
     from .pipeline import Outcome, PruneRequest, run
+    from .plan import PlanOptions, build_plan, explain
+    from .profiles import Profile, Rule, list_profiles, load_profile
+    from .report import render, summarise
 
-# Applying (and the whole-job pipeline, which applies) is imported on first use: a dry run
-# never needs it, and the command line starts a little faster without it.
+# The rest is imported on first use: the command line starts the tree walk before it loads
+# the planner (pathspec, packaging) and the transaction code, so that both happen at once.
 _LAZY = {
     "ApplyResult": "apply", "Failure": "apply", "RecoverResult": "apply", "apply_plan": "apply",
     "recover": "apply", "Outcome": "pipeline", "PruneRequest": "pipeline", "run": "pipeline",
+    "PlanOptions": "plan", "build_plan": "plan", "explain": "plan",
+    "Profile": "profiles", "Rule": "profiles", "list_profiles": "profiles", "load_profile": "profiles",
+    "render": "report", "summarise": "report",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m prune`` is the same as the ``venv-prune`` command."""
 
-from .cli import main
+from ._launch import main
 
 main()

@@ -24,6 +24,7 @@ from .env import locate as locate_env
 from .errors import PruneError, UsageError
 from .plan import PlanOptions
 from .report import FORMATS, Extras, render
+from .scan import discard_prestarted
 
 __all__ = ["main", "cli"]
 
@@ -403,6 +404,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         # standalone_mode=False hands back ctx.exit(n) codes as the return value.
         code = rv if isinstance(rv, int) else 0
+    finally:
+        discard_prestarted()  # a walk the launcher began for a run that never scanned
     if argv is None:
         _exit_now(code)
     return code

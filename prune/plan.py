@@ -319,18 +319,19 @@ def _site_top_files(files: Sequence[FileEntry], sites: Sequence[str]) -> list[tu
     between ``site/d/`` and ``site/d0`` ("0" follows "/"): one bisection skips it. That is a
     few hundred steps instead of one per file.
     """
-    key = itemgetter(0)  # FileEntry.path
+    # A FileEntry compares as a tuple, path first: bisecting for (p,) finds the first file
+    # whose path is p or sorts after it (bisect's key= needs Python 3.10; the zipapp runs on 3.9).
     found: list[tuple[str, str]] = []
     for site in sites:
         prefix = f"{site}/" if site else ""
-        i, n = bisect_left(files, prefix, key=key), len(files)
+        i, n = bisect_left(files, (prefix,)), len(files)
         while i < n:
             path = files[i][0]
             if not path.startswith(prefix):
                 break
             head, below, _ = path[len(prefix):].partition("/")
             if below:
-                i = bisect_left(files, f"{prefix}{head}0", i, n, key=key)
+                i = bisect_left(files, (f"{prefix}{head}0",), i, n)
             else:
                 found.append((site, path))
                 i += 1

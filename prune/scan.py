@@ -3,6 +3,9 @@
 Metadata is read with importlib-metadata (``Distribution.at``) and packaging; broken or
 duplicate metadata becomes a :class:`~prune.model.Diagnostic`, never an exception. The
 walk never follows symlinks: a link is recorded as a link, whatever it points at.
+
+The command line starts the walk before it imports anything heavy (:func:`prestart`), so
+this module imports importlib-metadata and packaging only where it reads metadata.
 """
 
 from __future__ import annotations
@@ -18,18 +21,17 @@ from functools import partial
 from itertools import repeat
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
-from typing import NamedTuple, Optional
-
-import importlib_metadata
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ._gc import paused_gc
 from .env import Environment
 from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
 from .record import read_paths, resolve_entries
 
-__all__ = ["scan", "STATE_DIR_NAME", "walk_tree"]
+if TYPE_CHECKING:
+    import importlib_metadata
+
+__all__ = ["scan", "prestart", "STATE_DIR_NAME", "walk_tree"]
 
 #: Name of the directory (inside a venv/prefix root) that holds a run's stash and journal.
 STATE_DIR_NAME = ".venv-prune"
@@ -231,6 +233,8 @@ def _read(dist: importlib_metadata.Distribution, name: str) -> Optional[str]:
 
 
 def _version_key(v: str) -> tuple[int, object]:
+    from packaging.version import InvalidVersion, Version
+
     try:
         return (1, Version(v))
     except InvalidVersion:
@@ -240,6 +244,9 @@ def _version_key(v: str) -> tuple[int, object]:
 def _load_distribution(
     env: Environment, site: str, meta_rel: str, diags: list[Diagnostic]
 ) -> Optional[Distribution]:
+    import importlib_metadata
+    from packaging.utils import canonicalize_name
+
     meta_path = env.root / meta_rel
     if meta_path.is_dir() and not any((meta_path / n).is_file() for n in ("METADATA", "PKG-INFO")):
         diags.append(
@@ -262,24 +269,35 @@ def _load_distribution(
         )
         return None
     version = metadata["Version"] or ""
+    # What the metadata directory holds, listed once: most distributions lack most of the
+    # optional files, and a failed open costs more than a name lookup. (An egg-info file,
+    # not a directory, is read and seen.)
+    try:
+        present: Optional[frozenset[str]] = frozenset(os.listdir(meta_path))
+    except OSError:
+        present = None
+
+    def read(name: str) -> Optional[str]:
+        return _read(dist, name) if present is None or name in present else None
+
     files: list[str] = []
     has_record = True
-    record_text = _read(dist, "RECORD")
-    entries: Optional[list[str]] = None
+    record_text = read("RECORD")
+    listed: Optional[list[str]] = None
     if record_text is not None:
         # RECORD is parsed here rather than through Distribution.files, which stats every
         # entry to skip missing ones: a second walk of the whole tree on a big environment.
         try:
-            entries = read_paths(record_text)
+            listed = resolve_entries(site, read_paths(record_text))
         except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
             diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", meta_rel))
     else:
         try:
             found = dist.files  # egg-info: installed-files.txt / SOURCES.txt
-            entries = [str(pp) for pp in found] if found is not None else None
+            listed = resolve_entries(site, [str(pp) for pp in found]) if found is not None else None
         except Exception as exc:  # noqa: BLE001
             diags.append(Diagnostic("warning", "bad-record", f"unreadable file list: {exc}", meta_rel))
-    if entries is None:
+    if listed is None:
         has_record = False
         diags.append(
             Diagnostic("info", "no-record",
@@ -287,8 +305,8 @@ def _load_distribution(
                        meta_rel)
         )
     else:
-        files = resolve_entries(site, entries)
-    top_text = _read(dist, "top_level.txt")
+        files = listed
+    top_text = read("top_level.txt")
     top_level = tuple(sorted({t.strip() for t in (top_text or "").splitlines() if t.strip()}))
     try:
         # Requires-Dist from the METADATA already parsed (Distribution.requires parses it
@@ -302,12 +320,12 @@ def _load_distribution(
         eps = tuple(
             sorted((EntryPoint(ep.group, ep.name, ep.value) for ep in dist.entry_points),
                    key=lambda e: (e.group, e.name))
-        )
+        ) if present is None or "entry_points.txt" in present else ()
     except Exception as exc:  # noqa: BLE001
         diags.append(Diagnostic("warning", "bad-entry-points", f"unreadable entry_points.txt: {exc}", meta_rel))
         eps = ()
     editable = False
-    direct_url = _read(dist, "direct_url.json")
+    direct_url = read("direct_url.json")
     if direct_url:
         try:
             editable = bool(json.loads(direct_url).get("dir_info", {}).get("editable", False))
@@ -327,9 +345,9 @@ def _load_distribution(
         requires=requires,
         extras=tuple(metadata.get_all("Provides-Extra") or ()),
         entry_points=eps,
-        requested=_read(dist, "REQUESTED") is not None,
+        requested=read("REQUESTED") is not None,
         editable=editable,
-        installer=(_read(dist, "INSTALLER") or "").strip(),
+        installer=(read("INSTALLER") or "").strip(),
         has_record=has_record,
     )
 
@@ -348,6 +366,27 @@ def _find_metadata_dirs(env: Environment) -> list[tuple[str, str]]:
     return found
 
 
+# Walks started early by the command line, by (root, walked areas).
+_PRESTARTED: dict[tuple[str, tuple[str, ...]], _FindWalk] = {}
+
+
+def prestart(env: Environment) -> None:
+    """Start walking ``env`` now, for the next :func:`scan` of it in this process.
+
+    The command line calls this before it imports the planner, so that the walk and the
+    imports happen at once. A walk no scan takes is stopped by :func:`discard_prestarted`.
+    """
+    key = (os.fspath(env.root), env.walk)
+    if key not in _PRESTARTED:
+        _PRESTARTED[key] = _FindWalk(env.root, env.walk, frozenset({STATE_DIR_NAME}))
+
+
+def discard_prestarted() -> None:
+    """Stop every walk :func:`prestart` began that no scan took."""
+    while _PRESTARTED:
+        _PRESTARTED.popitem()[1].close()
+
+
 def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
     """Read the environment: distributions, files and owners. Never writes anything.
 
@@ -363,7 +402,7 @@ def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
     if progress:
         progress(f"scanning {env.root}")
     skip = frozenset({STATE_DIR_NAME})
-    finder = _FindWalk(env.root, env.walk, skip)
+    finder = _PRESTARTED.pop((os.fspath(env.root), env.walk), None) or _FindWalk(env.root, env.walk, skip)
     try:
         distributions = _distributions(env, diags)
         # A file two RECORDs list is the first distribution's (by name): each update

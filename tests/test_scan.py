@@ -224,3 +224,4 @@ def test_record_paths_are_the_first_fields_csv_reads(text: str) -> None:
     except Exception as exc:  # noqa: BLE001
         got = type(exc)
     assert got == expected
+

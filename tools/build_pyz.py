@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINT = "prune.cli:main"
+ENTRY_POINT = "prune._launch:main"
 TARGET_PYTHON = "3.9"
 _DATE = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", "bin"}

@@ -1,0 +1,41 @@
+"""The ``venv-prune`` command's entry point: start walking the tree, then load the rest.
+
+Python needs 0.1-0.2 s to import click, packaging, pathspec and importlib-metadata. The
+walk of the environment (GNU ``find`` in a process of its own, see
+:class:`prune.scan._FindWalk`) needs nothing of them, so it is started first and runs on
+the other core while they load. Only this module and the light part of the package
+(:mod:`prune.env`, :mod:`prune.scan`) are imported before it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+__all__ = ["main"]
+
+
+def main() -> NoReturn:
+    """Console-script entry point (also ``python -m prune``)."""
+    _prestart(sys.argv[1:])
+    from .cli import main as cli_main
+
+    cli_main()
+    raise SystemExit(0)  # cli_main exits; this line only satisfies the type checker
+
+
+def _prestart(args: list[str]) -> None:
+    """Start the walk when the first argument is a directory (the command line then prunes
+    it, unless it is a subcommand's name). Anything unusual is left to the command line,
+    which reports it; a walk nobody scans is stopped before the process ends."""
+    if not args or args[0].startswith("-") or not os.path.isdir(args[0]):
+        return
+    from .env import locate
+    from .errors import PruneError
+    from .scan import prestart
+
+    try:
+        prestart(locate(args[0]))
+    except (PruneError, OSError):
+        return
