@@ -225,3 +225,28 @@ def test_record_paths_are_the_first_fields_csv_reads(text: str) -> None:
         got = type(exc)
     assert got == expected
 
+
+
+@pytest.mark.skipif(shutil.which("find") is None, reason="needs find")
+def test_the_launcher_starts_the_walk_that_scan_then_takes(tmp_path: Path) -> None:
+    from prune import _launch
+    from prune.scan import _PRESTARTED, discard_prestarted
+
+    root = _hostile_tree(tmp_path)
+    env = locate(root)
+    for not_a_path in (["--help"], ["profiles"], [str(root / "nope")], []):
+        _launch._prestart(not_a_path)
+    assert not _PRESTARTED
+    _launch._prestart([str(root), "--dry-run"])
+    (walk,) = _PRESTARTED.values()
+    inv = scan(env)
+    assert not _PRESTARTED, "scan takes the walk the launcher started"
+    assert walk._proc is None and walk._dir is None, "and closes it"
+    assert inv == scan(env)
+    # A walk no scan takes (--help after the path, a bad option) is stopped, its output removed.
+    _launch._prestart([str(root)])
+    (walk,) = _PRESTARTED.values()
+    proc, out = walk._proc, walk._dir
+    assert proc is not None and out is not None and os.path.isdir(out)
+    discard_prestarted()
+    assert not _PRESTARTED and proc.poll() is not None and not os.path.exists(out)
