@@ -115,6 +115,7 @@ class FirstMatch:
         self._general: list[tuple[int, Callable[[str], bool]]] = []
         self._by_dir: dict[str, int] = {}  # what a directory's components say
         self._by_name: dict[str, int] = {}  # what a last component says (__init__.py recurs)
+        self._anchored_by_dir: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
         # Matchers are taken in order, so _general is built sorted by index.
         for index, m in enumerate(self.matchers):
             if m.regexes is None:
@@ -166,11 +167,21 @@ class FirstMatch:
             self._by_dir[directory] = best
         return best
 
+    def _anchored_under(self, parent: str, name: str) -> list[tuple[int, re.Pattern[str]]]:
+        """The anchored patterns that may match a path: those of its first component,
+        looked up once per directory (a top-level path's first component is its name)."""
+        if not parent:
+            return self._anchored.get(name, [])
+        found = self._anchored_by_dir.get(parent)
+        if found is None:
+            found = self._anchored_by_dir[parent] = self._anchored.get(parent.partition("/")[0], [])
+        return found
+
     def first(self, path: str) -> Optional[Matcher]:
         """The first matcher that matches ``path`` (a trailing ``/`` marks a directory)."""
         best = self._none
+        parent, _, name = path.rpartition("/")
         if self._components:
-            parent, _, name = path.rpartition("/")
             best = self._by_dir.get(parent, -1)
             if best < 0:
                 best = self._directory(parent)
@@ -180,7 +191,7 @@ class FirstMatch:
             if own < best:
                 best = own
         if self._anchored:
-            for index, regex in self._anchored.get(path.partition("/")[0], ()):
+            for index, regex in self._anchored_under(parent, name):
                 if index >= best:
                     break
                 if regex.match(path) is not None:

@@ -612,7 +612,7 @@ def _plan_once(
 
     in_prefix = env.kind == "prefix"
     gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
-    rule_of = {True: first_remove[True].first, False: first_remove[False].first}
+    rule_in_site, rule_outside = first_remove[True].first, first_remove[False].first
     fallback_of = {True: first_fallback[True].first, False: first_fallback[False].first}
     # A venv has one site-packages: each path is split there without a call per file.
     sites = env.site_packages
@@ -664,7 +664,7 @@ def _plan_once(
             # itself: only the link is ever removed, never what it points at.
             _claim_link(st, first_remove[site is not None].matchers)
         else:
-            rule = st.remove_rule = rule_of[site is not None](sub)
+            rule = st.remove_rule = (rule_in_site if site is not None else rule_outside)(sub)
             if rule is not None and rule.rule.import_check:
                 st.fallback_rule = fallback_of[site is not None](sub)
 
@@ -750,13 +750,13 @@ def _protection(
     if site is None and kind == "venv" and _VENV_SKELETON.match(path):
         return "environment", "part of the virtual environment itself (interpreter, activation, pyvenv.cfg)"
     if site is not None:
-        if sub.partition("/")[0].endswith((".dist-info", ".egg-info")):
+        top_end = sub.find("/")  # the first component ends there (or at the end)
+        if sub.endswith((".dist-info", ".egg-info"), 0, top_end if top_end >= 0 else len(sub)):
             return "metadata", ("distribution metadata (METADATA, RECORD, entry_points.txt, top_level.txt) "
                                 "is read at run time by importlib.metadata; removed only with the distribution")
     if path in pth_protected or path.startswith(pth_below):
         return "pth", "a .pth file, or a path a .pth file adds to sys.path (editable installs)"
-    # _is_sourceless_pyc, written out: every cached .pyc a rule claims asks this.
-    if path.endswith(".pyc") and "/__pycache__/" not in f"/{path}" and path[:-1] not in existing:
+    if path.endswith(".pyc") and _is_sourceless_pyc(path, existing):
         return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
     if path.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
@@ -901,7 +901,7 @@ def _staying_test_code_needs(states: Sequence[_FileState], sources: SourceReader
 
 def _is_loose_pyc(path: str) -> bool:
     """``x.pyc`` outside ``__pycache__`` (not a cache: a module file of its own)."""
-    return path.endswith(".pyc") and "/__pycache__/" not in f"/{path}"
+    return path.endswith(".pyc") and "/__pycache__/" not in path and not path.startswith("__pycache__/")
 
 
 def _is_sourceless_pyc(path: str, existing: Container[str]) -> bool:
