@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
@@ -1046,16 +1046,20 @@ def _collapse(
             structural.add(dist.metadata_dir)
     # Count each file in its own directory, then add every directory's counts into its
     # parent, deepest first (one pass per directory rather than one per file and ancestor).
+    parents = [st.entry.path.rpartition("/")[0] for st in states]
+    total.update(Counter(parents))
+    # The matcher of each rule a removal key names (for its pattern and directory test).
     matcher_for: dict[str, _Matcher] = {}
-    for st in states:
-        parent = st.entry.path.rpartition("/")[0]
-        total[parent] += 1
-        if st.remove_key is not None:
-            removed[parent] += 1
-            rbytes[parent] += st.entry.size
-            keys[parent].add(st.remove_key)
-        if st.remove_rule is not None and st.remove_rule.rule.id not in matcher_for:
-            matcher_for[st.remove_rule.rule.id] = st.remove_rule
+    for st, parent in zip(states, parents):
+        key = st.remove_key
+        if key is None:
+            continue
+        removed[parent] += 1
+        rbytes[parent] += st.entry.size
+        keys[parent].add(key)
+        rule = st.remove_rule
+        if rule is not None and key[0] not in matcher_for and key[0] == rule.rule.id:
+            matcher_for[key[0]] = rule
     every = set(total)
     for d in list(total):
         while d and "/" in d:
@@ -1105,20 +1109,19 @@ def _collapse(
 
     under_whole: dict[str, bool] = {"": False}
 
-    def covered_by_whole(path: str) -> bool:
-        """Whether a directory taken whole holds ``path`` (each directory answered once)."""
-        d = path.rpartition("/")[0]
+    def covered_by_whole(d: str) -> bool:
+        """Whether ``d`` is, or lies in, a directory taken whole (each answered once)."""
         found = under_whole.get(d)
         if found is None:
-            found = under_whole[d] = d in whole or covered_by_whole(d)
+            found = under_whole[d] = d in whole or covered_by_whole(d.rpartition("/")[0])
         return found
 
     actions: list[Action] = []
     for d in sorted(whole):
         (key,) = keys[d]
         actions.append(_action(d, "dir", rbytes[d], removed[d], key, matcher_for, removed_dists, d))
-    for st in states:
-        if st.remove_key is None or covered_by_whole(st.entry.path):
+    for st, parent in zip(states, parents):
+        if st.remove_key is None or covered_by_whole(parent):
             continue
         kind = "link" if st.entry.is_link else "file"
         actions.append(_action(st.entry.path, kind, st.entry.size, 1, st.remove_key, matcher_for,
