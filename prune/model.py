@@ -7,6 +7,7 @@ trust their input (parsing and validation happen in scan/profiles).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple, Optional
@@ -210,6 +211,11 @@ class Plan:
 
         :meth:`removes` for every file, with each directory's answer worked out once.
         """
+        return tuple(f for _, f in self.staying_with_directories())
+
+    def staying_with_directories(self) -> Iterator[tuple[str, FileEntry]]:
+        """(directory, file) for every file that stays, in inventory order; the directory is
+        the file's parent ("" for the root), which callers grouping by it need anyway."""
         targets = self._targets()
         gone: dict[str, bool] = {"": False}
 
@@ -219,7 +225,6 @@ class Plan:
                 found = gone[directory] = directory in targets or removed(directory.rpartition("/")[0])
             return found
 
-        staying = []
         for f in self.inventory.files:
             path = f[0]  # FileEntry.path
             if path in targets:
@@ -229,8 +234,7 @@ class Plan:
             if goes is None:
                 goes = removed(directory)
             if not goes:
-                staying.append(f)
-        return tuple(staying)
+                yield directory, f
 
     def _targets(self) -> frozenset[str]:
         cached = self.__dict__.get("_target_set")

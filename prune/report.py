@@ -87,8 +87,7 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
     by_dir: dict[str, int] = defaultdict(int)
     remaining: dict[str, int] = defaultdict(int)
     sites = set(inv.env.site_packages)
-    for f in plan.staying():
-        d = f.path.rpartition("/")[0]
+    for d, f in plan.staying_with_directories():
         if d and d not in sites:
             by_dir[d] += f.size
         else:
