@@ -351,3 +351,19 @@ def test_top_level_files_by_bisection_are_those_a_full_pass_finds(sites: tuple[s
         if found is not None and "/" not in found[1]:
             naive.append((found[0], fe.path))
     assert sorted(_site_top_files(files, sites)) == sorted(naive)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([("",), ("s",), ("lib/s", "lib64/s"), ("a/s",), ("s", "s/t"), ("s/t", "s")]),
+       st.sets(st.lists(st.sampled_from(["s", "t", "a", "lib", "lib64", "x.pth", "d", "d-1", "s0", "s-", "é",
+                                         "-", ".", "0", "~"]), min_size=1, max_size=5).map("/".join),
+               max_size=40))
+def test_splitting_every_path_at_its_site_is_site_relative_for_each(sites: tuple[str, ...], paths: set[str]) -> None:
+    from prune.model import FileEntry
+    from prune.plan import _indexes, _site_relative, _split_sites
+
+    files = sorted(FileEntry(p, 1) for p in paths)
+    site_of, subs = _split_sites(files, sites)
+    expected = [_site_relative(fe.path, sites) or (None, fe.path) for fe in files]
+    assert list(zip(site_of, subs)) == expected
+    assert _indexes(site_of, None) == [i for i, s in enumerate(site_of) if s is None]
