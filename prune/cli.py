@@ -368,8 +368,6 @@ def recover_command(path: str) -> None:
     click.echo(f"venv-prune: {res.message}", err=True)
 
 
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console-script entry point. Returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -7,7 +7,7 @@ trust their input (parsing and validation happen in scan/profiles).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple, Optional
@@ -24,7 +24,23 @@ __all__ = [
     "Keep",
     "DistDecision",
     "Plan",
+    "within_any",
 ]
+
+
+def within_any(directories: Container[str]) -> Callable[[str], bool]:
+    """A test of whether a directory is one of ``directories`` or lies inside one ("", the
+    root, is in none). Each directory is answered once: asked for every file's parent, the
+    test costs a dict lookup per file. ``directories`` must not change while it is used."""
+    answers: dict[str, bool] = {"": False}
+
+    def within(directory: str) -> bool:
+        found = answers.get(directory)
+        if found is None:
+            found = answers[directory] = directory in directories or within(directory.rpartition("/")[0])
+        return found
+
+    return within
 
 
 @dataclass(frozen=True)
@@ -217,23 +233,13 @@ class Plan:
         """(directory, file) for every file that stays, in inventory order; the directory is
         the file's parent ("" for the root), which callers grouping by it need anyway."""
         targets = self._targets()
-        gone: dict[str, bool] = {"": False}
-
-        def removed(directory: str) -> bool:
-            found = gone.get(directory)
-            if found is None:
-                found = gone[directory] = directory in targets or removed(directory.rpartition("/")[0])
-            return found
-
+        removed = within_any(targets)
         for f in self.inventory.files:
             path = f[0]  # FileEntry.path
             if path in targets:
                 continue
             directory = path.rpartition("/")[0]
-            goes = gone.get(directory)
-            if goes is None:
-                goes = removed(directory)
-            if not goes:
+            if not removed(directory):
                 yield directory, f
 
     def _targets(self) -> frozenset[str]:

@@ -30,7 +30,7 @@ from ._match import FirstMatch as _FirstMatch
 from ._match import Matcher as _Matcher
 from ._match import ProtectionMatcher as _ProtectionMatcher
 from .errors import UsageError
-from .model import Action, Diagnostic, DistDecision, FileEntry, Inventory, Keep, Plan
+from .model import Action, Diagnostic, DistDecision, FileEntry, Inventory, Keep, Plan, within_any
 from .profiles import Knowledge, Profile, Rule, load_knowledge, make_rule
 
 __all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain"]
@@ -375,19 +375,18 @@ def _split_sites(files: Sequence[FileEntry], sites: Sequence[str]) -> tuple[list
     return site_of, subs
 
 
-def _top_level_owner(inv: Inventory) -> dict[tuple[str, str], str]:
-    """(site, top-level name) -> owning distribution, to attribute files RECORD omits."""
+def _top_level_owner(files: Sequence[FileEntry], site_of: Sequence[Optional[str]],
+                     subs: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(site, top-level name) -> owning distribution, to attribute files RECORD omits.
+    ``site_of`` and ``subs`` are each file's site and path in it (:func:`_split_sites`)."""
     owner: dict[tuple[str, str], str] = {}
-    for fe in inv.files:
-        if fe.owner is None:
+    for fe, site, sub in zip(files, site_of, subs):
+        if fe.owner is None or site is None or "/" not in sub:
             continue
-        found = _site_relative(fe.path, inv.env.site_packages)
-        if found is None or "/" not in found[1]:
-            continue
-        top = found[1].split("/", 1)[0]
+        top = sub.split("/", 1)[0]
         if top.endswith((".dist-info", ".egg-info")):
             continue
-        owner.setdefault((found[0], top), fe.owner)
+        owner.setdefault((site, top), fe.owner)
     return owner
 
 
@@ -658,14 +657,13 @@ def _plan_once(
     owners: list[Optional[str]] = list(map(itemgetter(3), files))  # FileEntry.owner
     # A file RECORD omits is attributed by its top-level name (most environments have none
     # in a package directory, so the map is built only when one turns up).
-    for unowned in (None, ""):
-        for i in _indexes(owners, unowned):
-            site, sub, owner = site_of[i], subs[i], ""
-            if site is not None and "/" in sub:
-                if not top_owners:
-                    top_owners.append(_top_level_owner(inventory))
-                owner = top_owners[0].get((site, sub.split("/", 1)[0]), "")
-            owners[i] = owner
+    for i in _indexes(owners, None) + _indexes(owners, ""):
+        site, sub, owner = site_of[i], subs[i], ""
+        if site is not None and "/" in sub:
+            if not top_owners:
+                top_owners.append(_top_level_owner(files, site_of, subs))
+            owner = top_owners[0].get((site, sub.split("/", 1)[0]), "")
+        owners[i] = owner
     states = list(map(_FileState, files, site_of, subs, cast("list[str]", owners)))
     # Every file's removal rule, asked without a Python statement per file: a file nothing
     # claims (often nearly half of them) then costs the loop below one test.
@@ -1147,15 +1145,7 @@ def _collapse(
             if not covered:
                 whole.add(d)
 
-    under_whole: dict[str, bool] = {"": False}
-
-    def covered_by_whole(d: str) -> bool:
-        """Whether ``d`` is, or lies in, a directory taken whole (each answered once)."""
-        found = under_whole.get(d)
-        if found is None:
-            found = under_whole[d] = d in whole or covered_by_whole(d.rpartition("/")[0])
-        return found
-
+    covered_by_whole = within_any(whole)  # whole is complete from here on
     actions: list[Action] = []
     for d in sorted(whole):
         (key,) = keys[d]

@@ -370,6 +370,12 @@ def _find_metadata_dirs(env: Environment) -> list[tuple[str, str]]:
 
 # Walks started early by the command line, by (root, walked areas).
 _PRESTARTED: dict[tuple[str, tuple[str, ...]], _FindWalk] = {}
+# What a walk never enters: venv-prune's own state directory.
+_SKIP = frozenset({STATE_DIR_NAME})
+
+
+def _walk_key(env: Environment) -> tuple[str, tuple[str, ...]]:
+    return os.fspath(env.root), env.walk
 
 
 def prestart(env: Environment) -> None:
@@ -378,9 +384,9 @@ def prestart(env: Environment) -> None:
     The command line calls this before it imports the planner, so that the walk and the
     imports happen at once. A walk no scan takes is stopped by :func:`discard_prestarted`.
     """
-    key = (os.fspath(env.root), env.walk)
+    key = _walk_key(env)
     if key not in _PRESTARTED:
-        _PRESTARTED[key] = _FindWalk(env.root, env.walk, frozenset({STATE_DIR_NAME}))
+        _PRESTARTED[key] = _FindWalk(env.root, env.walk, _SKIP)
 
 
 def discard_prestarted() -> None:
@@ -403,8 +409,8 @@ def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
     diags: list[Diagnostic] = []
     if progress:
         progress(f"scanning {env.root}")
-    skip = frozenset({STATE_DIR_NAME})
-    finder = _PRESTARTED.pop((os.fspath(env.root), env.walk), None) or _FindWalk(env.root, env.walk, skip)
+    skip = _SKIP
+    finder = _PRESTARTED.pop(_walk_key(env), None) or _FindWalk(env.root, env.walk, skip)
     try:
         distributions = _distributions(env, diags)
         # A file two RECORDs list is the first distribution's (by name): each update

@@ -367,3 +367,15 @@ def test_splitting_every_path_at_its_site_is_site_relative_for_each(sites: tuple
     expected = [_site_relative(fe.path, sites) or (None, fe.path) for fe in files]
     assert list(zip(site_of, subs)) == expected
     assert _indexes(site_of, None) == [i for i, s in enumerate(site_of) if s is None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.sampled_from(["a", "a/b", "a/b/c", "b", "ab", "a/bc", "c/d"]), max_size=4),
+       st.lists(st.sampled_from(["", "a", "a/b", "a/b/c", "a/b/c/d", "ab", "ab/c", "a/bc", "b/x", "c", "c/d/e"]),
+                max_size=12))
+def test_within_any_is_being_or_lying_inside_one_of_the_directories(dirs: set[str], asked: list[str]) -> None:
+    from prune.model import within_any
+
+    within = within_any(frozenset(dirs))
+    for d in asked:  # asked repeatedly and in any order: the memo must not change an answer
+        assert within(d) == any(d == x or d.startswith(x + "/") for x in dirs), (d, dirs)
