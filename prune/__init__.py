@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .env import Environment, locate
 from .errors import (
+    ApplyFailed,
+    Busy,
     EnvironmentNotFound,
     PendingJournal,
     ProfileError,
@@ -70,7 +72,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
-    "Action", "ApplyResult", "Diagnostic", "DistDecision", "Distribution", "Environment",
+    "Action", "ApplyFailed", "ApplyResult", "Busy", "Diagnostic", "DistDecision", "Distribution", "Environment",
     "EnvironmentNotFound", "Failure", "FileEntry", "Inventory", "Keep", "Outcome", "PendingJournal",
     "Plan", "PlanOptions", "Profile", "ProfileError", "PruneError", "PruneRequest", "RecoverResult",
     "Rule", "TraceError", "UnsafePath", "UsageError", "VerificationFailed",

@@ -17,6 +17,8 @@ __all__ = [
     "VerificationFailed",
     "TraceError",
     "Interrupted",
+    "ApplyFailed",
+    "Busy",
 ]
 
 
@@ -72,3 +74,23 @@ class Interrupted(PruneError, RuntimeError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class ApplyFailed(PruneError, OSError):
+    """The operating system refused a step of the transaction (a read-only directory, a full
+    disk, a permission); every change was rolled back. The message names the path and the error.
+
+    Exit code 4: distinct from 1 (verification failed) and 2 (bad input, nothing attempted), so a
+    build script can tell "the environment is broken" from "the machine would not let us".
+    """
+
+    exit_code = 4
+
+
+class Busy(PruneError, RuntimeError):
+    """Another venv-prune run holds the environment's lock; nothing was changed.
+
+    Exit code 75 (EX_TEMPFAIL from sysexits.h): try again when the other run has finished.
+    """
+
+    exit_code = 75
