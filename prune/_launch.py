@@ -13,7 +13,11 @@ import os
 import sys
 from typing import NoReturn
 
-__all__ = ["main"]
+__all__ = ["main", "SUBCOMMANDS"]
+
+#: The subcommands' names. A first argument that is one of them is that subcommand, even
+#: where a directory of that name exists (write ``./graph`` to prune it).
+SUBCOMMANDS = frozenset({"prune", "profiles", "recover", "trace", "graph", "pack", "libs"})
 
 
 def main() -> NoReturn:
@@ -27,9 +31,9 @@ def main() -> NoReturn:
 
 def _prestart(args: list[str]) -> None:
     """Start the walk when the first argument is a directory (the command line then prunes
-    it, unless it is a subcommand's name). Anything unusual is left to the command line,
+    it; a subcommand's name is that subcommand). Anything unusual is left to the command line,
     which reports it; a walk nobody scans is stopped before the process ends."""
-    if not args or args[0].startswith("-") or not os.path.isdir(args[0]):
+    if not args or args[0].startswith("-") or args[0] in SUBCOMMANDS or not os.path.isdir(args[0]):
         return
     from .env import locate
     from .errors import PruneError

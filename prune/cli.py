@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from ._gc import paused_gc
+from ._launch import SUBCOMMANDS
 from .env import locate as locate_env
 from .errors import PruneError, UsageError
 from .plan import PlanOptions
@@ -40,9 +41,10 @@ Exit codes:
 class _Main(click.Group):
     """A group whose default command takes a PATH: ``venv-prune /opt/venv --profile X``.
 
-    The first argument selects a subcommand only if it is one of their names and not an
-    existing path; anything else is handed to the hidden ``prune`` command. A directory that
-    happens to be called like a subcommand can be given as ``./trace``.
+    A subcommand's name is always that subcommand (``venv-prune graph /opt/venv`` graphs
+    /opt/venv even where ``./graph`` exists, as ``git log`` never means a file); anything
+    else is handed to the hidden ``prune`` command. A directory called like a subcommand is
+    pruned as ``./graph``.
     """
 
     #: Subcommands that live in modules of their own, imported only when named (or when
@@ -64,9 +66,7 @@ class _Main(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-"):
-            first = args[0]
-            known = first in self.commands or first in self._LAZY
-            if not known or os.path.isdir(first) and first not in ("profiles",):
+            if args[0] not in SUBCOMMANDS:
                 args = ["prune", *args]
         elif args and args[0] not in ("--help", "-h", "--version"):
             args = ["prune", *args]
@@ -387,6 +387,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name = exc.ctx.info_name if exc.ctx else None
         sub = f" {name}" if name and name not in ("venv-prune", "prune") else ""
         hint = f" (see 'venv-prune{sub} --help')"
+        if args[0] in SUBCOMMANDS and os.path.isdir(args[0]):
+            hint = f"; to prune the directory {args[0]!r}, write ./{args[0]}" + hint
         click.echo(f"venv-prune: error: {exc.format_message()}{hint}", err=True)
         code = 2
     except click.exceptions.Abort:

@@ -171,3 +171,30 @@ def test_subcommands_load_only_when_named_and_all_are_listed(synth_env: Path) ->
     assert all(name in res.output for name in ("graph", "libs", "pack", "trace", "profiles", "recover"))
     res = CliRunner().invoke(cli, ["pack", "--help"])
     assert res.exit_code == 0 and "Usage:" in res.output
+
+
+def test_a_directory_named_like_a_subcommand_does_not_hide_it(synth_env: Path, tmp_path: Path) -> None:
+    # `mkdir graph; venv-prune graph V` is the graph of V (issue 17, item 5); ./graph prunes
+    # the directory, and a bare name says how to reach the directory.
+    import click
+
+    from prune._launch import SUBCOMMANDS
+
+    assert SUBCOMMANDS == set(cli.list_commands(click.Context(cli))), "the launcher's list is the group's"
+    work = tmp_path / "work"
+    for name in ("graph", "libs", "trace"):
+        (work / name).mkdir(parents=True)
+
+    def run_in(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(VENV_PRUNE), *args], cwd=work, capture_output=True, text=True, timeout=600)
+
+    proc = run_in("graph", str(synth_env))
+    assert proc.returncode == 0, proc.stderr
+    assert "pkg" in proc.stdout
+    proc = run_in("libs", str(synth_env))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_in("./graph", "--dry-run")
+    assert proc.returncode == 2 and "not a Python environment" in proc.stderr
+    proc = run_in("graph")
+    assert proc.returncode == 2 and "write ./graph" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
