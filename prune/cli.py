@@ -23,7 +23,7 @@ from ._gc import paused_gc
 from ._launch import SUBCOMMANDS
 from .env import locate as locate_env
 from .errors import PruneError, UsageError
-from .plan import PlanOptions
+from .plan import PlanOptions, remove_pattern_lists
 from .report import FORMATS, Extras, render
 from .scan import discard_prestarted
 
@@ -208,6 +208,7 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
             root_names.append(own)
     elif extras:
         raise UsageError("--extra needs --requirements pyproject.toml")
+    remove_pattern_lists(remove)  # a lone '!x' is refused before anything is read
     options = PlanOptions(
         keep=tuple(keep), remove=tuple(remove), keep_modules=tuple(keep_module),
         roots=tuple(root_names) if root_names else None, keep_dists=tuple(keep_dist),

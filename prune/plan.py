@@ -33,7 +33,7 @@ from .errors import UsageError
 from .model import Action, Diagnostic, DistDecision, FileEntry, Inventory, Keep, Plan, within_any
 from .profiles import Knowledge, Profile, Rule, load_knowledge, make_rule
 
-__all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain"]
+__all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain", "remove_pattern_lists"]
 
 _VENV_SKELETON = re.compile(r"^(pyvenv\.cfg|lib64|bin/(python[\d.]*|pypy[\d.]*|activate.*|Activate\.ps1))$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -81,6 +81,28 @@ class PlanOptions:
     trace_modules: frozenset[str] = frozenset()
     has_trace: bool = False
     trace_commands: tuple[tuple[str, ...], ...] = field(default=())
+
+
+def remove_pattern_lists(patterns: Sequence[str]) -> list[tuple[int, list[str]]]:
+    """``--remove`` patterns as one ordered list, last match wins (``.gitignore``): a
+    ``!pattern`` re-includes what earlier ``--remove`` patterns matched, so each earlier
+    pattern's rule carries it (``--remove '*.md' --remove '!README.md'``). Returns (index,
+    patterns) per positive pattern, so rule ids stay ``cli-remove-N`` by position.
+
+    :raises UsageError: a negation with no earlier ``--remove`` pattern re-includes nothing
+        (Serverless ``slimPatterns`` users write ``'!x'`` to keep x: that is ``--keep x``).
+    """
+    lists: list[tuple[int, list[str]]] = []
+    for i, pat in enumerate(patterns):
+        if pat.startswith("!"):
+            if not lists:
+                raise UsageError(f"--remove {pat!r}: a negation only re-includes what an earlier --remove "
+                                 f"matched; to keep a path, write --keep {pat[1:]!r}")
+            for _, pats in lists:
+                pats.append(pat)
+        else:
+            lists.append((i, [pat]))
+    return lists
 
 
 # An import statement (with a parenthesised name list spanning lines), or a call of
@@ -597,8 +619,8 @@ def _plan_once(
     for i, pat in enumerate(options.keep):
         extra_rules.append(make_rule(f"cli-keep-{i + 1}", "keep", [pat], "--keep on the command line",
                                      profile="command line"))
-    for i, pat in enumerate(options.remove):
-        extra_rules.append(make_rule(f"cli-remove-{i + 1}", "remove", [pat], "--remove on the command line",
+    for i, pats in remove_pattern_lists(options.remove):
+        extra_rules.append(make_rule(f"cli-remove-{i + 1}", "remove", pats, "--remove on the command line",
                                      profile="command line"))
     rules = [r for r in profile.rules if not (r.id == "bytecode" and bytecode == "keep")]
     rules += extra_rules

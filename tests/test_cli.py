@@ -198,3 +198,11 @@ def test_a_directory_named_like_a_subcommand_does_not_hide_it(synth_env: Path, t
     proc = run_in("graph")
     assert proc.returncode == 2 and "write ./graph" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_lone_remove_negation_exits_2_naming_keep(synth_env: Path) -> None:
+    before = tree_digest(synth_env)
+    code, out, err = run_cli(str(synth_env), "--remove", "!pkg/tests/")
+    assert code == 2 and "--keep 'pkg/tests/'" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert tree_digest(synth_env) == before

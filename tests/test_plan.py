@@ -379,3 +379,25 @@ def test_within_any_is_being_or_lying_inside_one_of_the_directories(dirs: set[st
     within = within_any(frozenset(dirs))
     for d in asked:  # asked repeatedly and in any order: the memo must not change an answer
         assert within(d) == any(d == x or d.startswith(x + "/") for x in dirs), (d, dirs)
+
+
+def test_remove_negation_reincludes_across_the_list(tmp_path: Path) -> None:
+    # `--remove '*.md' --remove '!README.md'` removes every .md but README.md (last match
+    # wins, as in .gitignore and Serverless slimPatterns); a later positive pattern wins again.
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "lib", {"lib/__init__.py": "", "lib/README.md": "r", "lib/NOTES.md": "n",
+                           "lib/CHANGES.md": "c"})
+    paths = removed(plan_for(root, "safe", remove=("*.md", "!README.md")))
+    assert f"{SITE}/lib/NOTES.md" in paths and f"{SITE}/lib/CHANGES.md" in paths
+    assert f"{SITE}/lib/README.md" not in paths
+    paths = removed(plan_for(root, "safe", remove=("*.md", "!*.md", "CHANGES.md")))
+    assert paths & {f"{SITE}/lib/NOTES.md", f"{SITE}/lib/README.md"} == set()
+    assert f"{SITE}/lib/CHANGES.md" in paths
+
+
+def test_a_lone_remove_negation_is_refused_with_the_keep_that_does_it(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "lib", {"lib/__init__.py": "", "lib/tests/__init__.py": ""})
+    with pytest.raises(UsageError, match=r"--keep 'lib/tests/'") as info:
+        plan_for(root, "safe", remove=("!lib/tests/",))
+    assert info.value.exit_code == 2
