@@ -13,7 +13,11 @@ import os
 import sys
 from typing import NoReturn
 
-__all__ = ["main", "SUBCOMMANDS"]
+__all__ = ["main", "SUBCOMMANDS", "COMPLETE_VAR"]
+
+#: click's shell completion: ``_VENV_PRUNE_COMPLETE=bash_source venv-prune`` prints the
+#: script; while it is set the command completes words and prunes nothing.
+COMPLETE_VAR = "_VENV_PRUNE_COMPLETE"
 
 #: The subcommands' names. A first argument that is one of them is that subcommand, even
 #: where a directory of that name exists (write ``./graph`` to prune it).
@@ -33,7 +37,8 @@ def _prestart(args: list[str]) -> None:
     """Start the walk when the first argument is a directory (the command line then prunes
     it; a subcommand's name is that subcommand). Anything unusual is left to the command line,
     which reports it; a walk nobody scans is stopped before the process ends."""
-    if not args or args[0].startswith("-") or args[0] in SUBCOMMANDS or not os.path.isdir(args[0]):
+    if (not args or args[0].startswith("-") or args[0] in SUBCOMMANDS or COMPLETE_VAR in os.environ
+            or not os.path.isdir(args[0])):
         return
     from .env import locate
     from .errors import PruneError

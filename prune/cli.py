@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 import click
+from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 
 from . import __version__
 from ._gc import paused_gc
-from ._launch import SUBCOMMANDS
+from ._launch import COMPLETE_VAR, SUBCOMMANDS
 from .env import locate as locate_env
 from .errors import PruneError, UsageError
 from .plan import PlanOptions, remove_pattern_lists
@@ -61,7 +63,7 @@ class _Main(click.Group):
 
             module, attr = self._LAZY[cmd_name]
             cmd = getattr(importlib.import_module(f"prune.{module}"), attr)
-            self.add_command(cmd, cmd_name)
+            self.add_command(_from_environment(cmd, f"VENV_PRUNE_{cmd_name.upper()}_"), cmd_name)
         return self.commands.get(cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -71,6 +73,13 @@ class _Main(click.Group):
         elif args and args[0] not in ("--help", "-h", "--version"):
             args = ["prune", *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """The first word is a subcommand or the PATH of the default prune command."""
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete.startswith("-") or any(i.value in self._LAZY or i.value in self.commands for i in items):
+            return items
+        return [CompletionItem(incomplete, type="dir")]
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("venv-prune", "PATH [OPTIONS]  |  venv-prune COMMAND [ARGS]...")
@@ -96,14 +105,51 @@ def cli() -> None:
     """
 
 
+def _colour() -> Optional[bool]:
+    """False under ``NO_COLOR`` (no-color.org); else None: click colours a terminal only."""
+    return False if os.environ.get("NO_COLOR") else None
+
+
+def _warn(message: str) -> None:
+    click.echo(click.style("venv-prune: warning:", fg="yellow") + f" {message}", err=True, color=_colour())
+
+
+#: A step that counts ("verifying 37/120", "stripping 3/40"): on a terminal one line
+#: rewritten in place, in a log (a Docker build) a line per tenth of the way.
+_COUNTER = re.compile(r"^(.*\D)(\d+)/(\d+)$")
+
+
 def _progress(quiet: bool) -> Any:
     if quiet:
         return None
+    tty = sys.stderr.isatty()
+    shown: dict[str, int] = {}
+    open_line = [False]
 
     def emit(message: str) -> None:
-        click.echo(f"venv-prune: {message}", err=True)
+        m = _COUNTER.match(message)
+        if m is None:
+            if open_line[0]:
+                click.echo("", err=True)
+                open_line[0] = False
+            click.echo(f"venv-prune: {message}", err=True)
+            return
+        label, done, total = m.group(1), int(m.group(2)), max(1, int(m.group(3)))
+        if tty:
+            click.echo(f"\rvenv-prune: {message}\x1b[K", err=True, nl=done >= total)
+            open_line[0] = done < total
+            return
+        tenth = 10 * done // total
+        if tenth > shown.get(label, -1) or done >= total:
+            shown[label] = tenth
+            click.echo(f"venv-prune: {message}", err=True)
 
     return emit
+
+
+def _complete_profile(incomplete: str) -> list[CompletionItem]:
+    names = [CompletionItem(n) for n in ("safe", "standard", "aggressive", "minimal") if n.startswith(incomplete)]
+    return names or [CompletionItem(incomplete, type="file")]
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
@@ -137,6 +183,7 @@ Examples:
 )
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--profile", "-p", default="standard", show_default=True, metavar="NAME|FILE",
+              shell_complete=lambda ctx, param, incomplete: _complete_profile(incomplete),
               help="safe, standard, aggressive, minimal, a .toml profile, or a pyproject.toml")
 @click.option("--config", metavar="PYPROJECT", help="Read the profile from [tool.venv-prune] in this pyproject.toml.")
 @click.option("--dry-run", "-n", is_flag=True, help="Report what would go; change nothing.")
@@ -171,6 +218,8 @@ Examples:
               help="Parallel verification workers.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress; only errors and the report.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every action and diagnostic.")
+@click.option("--isolated", "--no-config", "isolated", is_flag=True,
+              help="Ignore [tool.venv-prune] in ./pyproject.toml (found, like ruff's, here or above).")
 def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool, fmt: str,
                   report_file: Optional[str], keep: Sequence[str], remove: Sequence[str],
                   keep_module: Sequence[str], keep_from: Sequence[str], roots: Sequence[str],
@@ -178,16 +227,24 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
                   remove_dist: Sequence[str], force: bool, no_verify: bool, checks: Sequence[str],
                   python: Optional[str], strip: Optional[bool], bytecode: Optional[str], optimize: int,
                   output: Optional[str], relocate: Optional[str], explain_paths: Sequence[str],
-                  max_size: Optional[str], jobs: int, quiet: bool, verbose: bool) -> None:
+                  max_size: Optional[str], jobs: int, quiet: bool, verbose: bool,
+                  isolated: bool = False) -> None:
     """Prune the environment at PATH: a venv root, a Python prefix, or a site-packages dir.
 
     Patterns are gitwildmatch, matched against paths relative to site-packages (or to the
     environment root for bin/, include/, share/).
+
+    Without --profile or --config, the closest pyproject.toml with a [tool.venv-prune] table
+    (in the current directory or above) is the profile; --isolated ignores it. Every option
+    can be set from the environment variable shown (VENV_PRUNE_PROFILE=aggressive; a flag
+    with 1/0; a repeatable option with values separated by spaces, --check by newlines).
     """
     from .pipeline import PruneRequest, run
 
-    if config and profile != "standard":
+    profile_given = click.get_current_context().get_parameter_source("profile") != ParameterSource.DEFAULT
+    if config and profile_given:
         raise UsageError("--config and --profile both name a profile; pass only one")
+    config = config or _found_config(isolated, profile_given, quiet)
     limit = parse_size(max_size) if max_size else None
     if relocate and not output:
         raise UsageError("--relocate needs --output DIR (it rewrites the copy for its final path)")
@@ -247,7 +304,7 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
         _relocate(Path(output), relocate, str(locate_env(path).root))
     for w in outcome.warnings:
         if not quiet:
-            click.echo(f"venv-prune: warning: {w}", err=True)
+            _warn(w)
     _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
     stripped = sum(int(x.get("bytes_saved", 0)) for x in extras_.stripped)
     if limit is not None and outcome.plan.inventory.bytes_total - outcome.plan.bytes_removed - stripped > limit:
@@ -255,13 +312,69 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
         sys.exit(1)
 
 
+def _from_environment(cmd: click.Command, prefix: str) -> click.Command:
+    """Let every option of ``cmd`` be set from ``PREFIX<FLAG>`` (``--keep-from`` ->
+    ``VENV_PRUNE_KEEP_FROM``), as pip reads ``PIP_*`` and uv ``UV_*``: click's own envvar
+    lookup, named after the flag rather than the parameter, and shown by --help."""
+    for param in cmd.params:
+        flags = [o for o in param.opts if o.startswith("--")]
+        if isinstance(param, click.Option) and flags and param.name != "help":
+            param.envvar = prefix + flags[0][2:].upper().replace("-", "_")
+            param.show_envvar = True
+            if param.name == "checks":  # a command has spaces: one per line
+                param.type = _LINES
+    return cmd
+
+
+class _Lines(click.types.StringParamType):
+    envvar_list_splitter = "\n"
+
+
+_LINES = _Lines()
+_from_environment(prune_command, "VENV_PRUNE_")
+
+
+def _found_config(isolated: bool, profile_given: bool, quiet: bool) -> Optional[str]:
+    """The pyproject.toml whose [tool.venv-prune] table is the profile when no profile was
+    named, found as ruff and black find theirs (the closest one, here or above)."""
+    if isolated:
+        return None
+    from .profiles import find_pyproject
+
+    found = find_pyproject(Path.cwd())
+    if found is None:
+        return None
+    if profile_given:
+        if not quiet:
+            _warn(f"--profile given: [tool.venv-prune] in {found} is not used")
+        return None
+    if not quiet:
+        click.echo(f"venv-prune: profile from [tool.venv-prune] in {found} (--isolated ignores it)", err=True)
+    return str(found)
+
+
 def _emit(text: str, report_file: Optional[str]) -> None:
-    click.echo(text, nl=False)
+    click.echo(_styled(text) if text.startswith("venv-prune: ") else text, nl=False, color=_colour())
     if report_file:
         try:
             Path(report_file).write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--report {report_file}: cannot write ({exc.strerror})") from exc
+
+
+_STYLES = ((re.compile(r"^  verification: passed"), "green"), (re.compile(r"^  verification: failed|^  BROKEN"), "red"),
+           (re.compile(r"^Size gate: .*EXCEEDED$"), "red"), (re.compile(r"^Size gate: .*ok$"), "green"))
+
+
+def _styled(report: str) -> str:
+    """The text report with its verdicts coloured (click strips the colour off a terminal)."""
+    lines = report.split("\n")
+    lines[0] = click.style(lines[0], bold=True)
+    for i, line in enumerate(lines):
+        colour = next((c for pattern, c in _STYLES if pattern.search(line)), None)
+        if colour:
+            lines[i] = click.style(line, fg=colour)
+    return "\n".join(lines)
 
 
 def _copy_for_output(src: str, dst: str, progress: Any) -> str:
@@ -372,7 +485,7 @@ def recover_command(path: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console-script entry point. Returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
+    if not args and COMPLETE_VAR not in os.environ:  # click's completion runs with no arguments
         click.echo("venv-prune: error: missing PATH; e.g. 'venv-prune /opt/venv --profile aggressive' "
                    "(see 'venv-prune --help')", err=True)
         if argv is None:
@@ -382,7 +495,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with paused_gc():  # one short run: the collector would only walk the plan again and again
             rv = cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
     except PruneError as exc:
-        click.echo(f"venv-prune: error: {exc}", err=True)
+        _error(str(exc))
         code = exc.exit_code
     except click.exceptions.UsageError as exc:
         name = exc.ctx.info_name if exc.ctx else None
@@ -390,7 +503,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         hint = f" (see 'venv-prune{sub} --help')"
         if args[0] in SUBCOMMANDS and os.path.isdir(args[0]):
             hint = f"; to prune the directory {args[0]!r}, write ./{args[0]}" + hint
-        click.echo(f"venv-prune: error: {exc.format_message()}{hint}", err=True)
+        _error(f"{exc.format_message()}{hint}")
         code = 2
     except click.exceptions.Abort:
         click.echo("venv-prune: interrupted", err=True)
@@ -410,6 +523,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv is None:
         _exit_now(code)
     return code
+
+
+def _error(message: str) -> None:
+    click.echo(click.style("venv-prune: error:", fg="red", bold=True) + f" {message}", err=True, color=_colour())
 
 
 def _exit_now(code: int) -> NoReturn:

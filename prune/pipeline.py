@@ -58,7 +58,7 @@ class ImportVerifier:
     """Adapter between the transactional apply and :mod:`prune.verify`."""
 
     def __init__(self, env: Environment, plan: Plan, checks: Sequence[str], *,
-                 jobs: int, timeout: float) -> None:
+                 jobs: int, timeout: float, progress: Optional[Progress] = None) -> None:
         from . import verify
 
         assert env.python is not None
@@ -84,6 +84,7 @@ class ImportVerifier:
         self._jobs = jobs
         self._timeout = timeout
         self.baseline: Any = None
+        self._progress = progress
         self.seconds: float = 0.0
         self.modules_ok = 0
 
@@ -91,13 +92,21 @@ class ImportVerifier:
         self.baseline = self._verify.capture_baseline(
             self._python, self._modules, self._eps, self._checks,
             env_root=self._env.root, paths=self._paths, jobs=self._jobs, timeout=self._timeout,
+            count=self._counter("checking imports before pruning"),
         )
         self.modules_ok = len(getattr(self.baseline, "ok_modules", ()) or ())
 
     def after(self) -> Sequence[Failure]:
         res = self._verify.verify(self._python, self.baseline, env_root=self._env.root,
-                                  jobs=self._jobs, timeout=self._timeout)
+                                  jobs=self._jobs, timeout=self._timeout, count=self._counter("verifying"))
         return [Failure(f.kind, f.name, f.distribution, f.error) for f in res.failures]
+
+
+    def _counter(self, label: str) -> Optional[Callable[[int, int], None]]:
+        progress = self._progress
+        if progress is None:
+            return None
+        return lambda done, total: progress(f"{label} {done}/{total}")
 
 
 class _RemovedModules:
@@ -220,7 +229,8 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
         checks = list(request.checks)
         if profile.trace_minimal:
             checks += trace_checks
-        verifier = ImportVerifier(env, plan, checks, jobs=request.jobs, timeout=request.timeout)
+        verifier = ImportVerifier(env, plan, checks, jobs=request.jobs, timeout=request.timeout,
+                                  progress=progress)
 
     prepare = None
     if strip:
@@ -288,7 +298,12 @@ def _strip_preparer(
 
         workers = max(1, jobs)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            stripped = [r for r in pool.map(lambda ic: strip_one(*ic), enumerate(todo)) if r is not None]
+            stripped = []
+            for n, r in enumerate(pool.map(lambda ic: strip_one(*ic), enumerate(todo)), 1):
+                if progress:
+                    progress(f"stripping {n}/{len(todo)}")
+                if r is not None:
+                    stripped.append(r)
         # Each check starts an interpreter (about a second with numpy imported): the copies
         # are checked in one batch per core, and a failing batch is split until the file
         # that fails is found (see strip.check_loads_many). origin=src: a copy must resolve

@@ -35,6 +35,7 @@ __all__ = [
     "load_knowledge",
     "make_rule",
     "compile_patterns",
+    "find_pyproject",
 ]
 
 BUILTIN_PROFILES = ("safe", "standard", "aggressive", "minimal")
@@ -262,6 +263,26 @@ def _load_data(
         chain, _ = _load_data(parent, base=path.parent, seen=seen + (key,))
     chain.append((name, data))
     return chain, source
+
+
+def find_pyproject(start: Path) -> Optional[Path]:
+    """The closest ``pyproject.toml`` at or above ``start`` that has a ``[tool.venv-prune]``
+    table, or None. A pyproject.toml without one is passed over, as ruff passes over one
+    without ``[tool.ruff]``; a file that names venv-prune is parsed, so a broken one is an
+    error (:class:`ProfileError`), not silently ignored.
+    """
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        try:
+            text = candidate.read_bytes()
+        except OSError:  # absent, unreadable or a directory: nothing to find here
+            continue
+        if b"venv-prune" not in text:
+            continue
+        tool = _read_toml(candidate).get("tool", {})
+        if isinstance(tool, dict) and isinstance(tool.get("venv-prune"), dict):
+            return candidate
+    return None
 
 
 def load_profile(ref: str = "standard") -> Profile:

@@ -27,6 +27,7 @@ results travel on a dedicated pipe.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import queue
@@ -36,15 +37,18 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from . import _verify_worker
 from .errors import UsageError
 from .model import Inventory
+
+#: Told (done, total) as each import or entry point is decided: the command's counter.
+Count = Optional[Callable[[int, int], None]]
 
 __all__ = [
     "KINDS",
@@ -690,7 +694,7 @@ def _child_env(env_root: Path, *, for_check: bool) -> dict[str, str]:
 
 
 def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jobs: int,
-               recheck_timeouts: bool) -> list[_Result]:
+               recheck_timeouts: bool, count: Count = None) -> list[_Result]:
     """Run every payload in up to ``jobs`` interpreters pulling from one queue.
 
     Many tasks share an interpreter, which makes checking fast, but an import can fail only
@@ -709,6 +713,7 @@ def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jo
     stop = launcher.stop
     errors: list[BaseException] = []
     timeout = launcher.timeout
+    finished_tasks = itertools.count(1)  # next() is atomic: the workers share it
 
     def attempt(worker: _Worker, index: int) -> tuple[_Result, bool]:
         """The task's result, and whether the worker is still usable."""
@@ -744,6 +749,8 @@ def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jo
                     final = result.ok or first or (result.timed_out and not recheck_timeouts)
                     if final:
                         results[index] = result
+                        if count is not None:
+                            count(next(finished_tasks), len(payloads))
                         break
                     if worker is not None:  # tainted by earlier imports: retire it
                         worker.close()
@@ -791,9 +798,9 @@ def _payload(target: ModuleTarget | EntryPointTarget) -> dict[str, str]:
 
 
 def _probe(launcher: _Launcher, targets: Sequence[ModuleTarget | EntryPointTarget], *,
-           jobs: int, recheck_timeouts: bool) -> list[_Result]:
+           jobs: int, recheck_timeouts: bool, count: Count = None) -> list[_Result]:
     return _run_tasks(launcher, [_payload(t) for t in targets], jobs=jobs,
-                      recheck_timeouts=recheck_timeouts)
+                      recheck_timeouts=recheck_timeouts, count=count)
 
 
 def _run_check(command: str, *, env_root: Path, timeout: float, workdir: Path) -> _Result:
@@ -867,6 +874,7 @@ def capture_baseline(
     jobs: int = 2,
     timeout: float = 60.0,
     check_timeout: float = 600.0,
+    count: Count = None,
 ) -> Baseline:
     """Record which modules import, which entry points load and which checks pass, now.
 
@@ -880,6 +888,7 @@ def capture_baseline(
     :param jobs: interpreters run in parallel.
     :param timeout: seconds one import or entry point may take before it is killed.
     :param check_timeout: seconds one check command may take.
+    :param count: called with (done, total) as each import or entry point is decided.
     :raises UsageError: the interpreter is missing or does not start; ``jobs`` or ``timeout``
         is out of range.
     """
@@ -900,7 +909,7 @@ def capture_baseline(
         probe.close()
         targets: list[ModuleTarget | EntryPointTarget] = [*modules, *entry_points]
         # A hang in the baseline is not re-run: a thing broken before pruning is ignored anyway.
-        results = _probe(launcher, targets, jobs=jobs, recheck_timeouts=False)
+        results = _probe(launcher, targets, jobs=jobs, recheck_timeouts=False, count=count)
         outcomes = [
             _outcome("import", t.name, t.distribution, r) if isinstance(t, ModuleTarget)
             else _outcome("entry_point", t.label, t.distribution, r)
@@ -930,6 +939,7 @@ def verify(
     jobs: int = 2,
     timeout: float = 60.0,
     check_timeout: float = 600.0,
+    count: Count = None,
 ) -> VerifyResult:
     """Check again everything that worked in ``baseline``; report what fails now.
 
@@ -963,7 +973,7 @@ def verify(
         if down is not None:
             results = [_Result(False, down, False)] * len(targets)
         else:
-            results = _probe(launcher, targets, jobs=jobs, recheck_timeouts=True)
+            results = _probe(launcher, targets, jobs=jobs, recheck_timeouts=True, count=count)
         for target, result in zip(targets, results):
             if result.ok:
                 continue
