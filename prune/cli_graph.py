@@ -143,6 +143,85 @@ def _render_text(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _tree(data: Mapping[str, Any], graph: Any, *, reverse: bool) -> list[dict[str, Any]]:
+    """The requirement graph as pipdeptree draws it: top-level distributions (nothing
+    installed requires them) with what they require below; reversed, the distributions that
+    require nothing, with what requires them below. A distribution on its own path is shown
+    once more, marked as a cycle, and not expanded again."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    dists = {d["name"]: d for d in data["distributions"]}
+
+    def spec(requirement: str) -> str:
+        try:
+            return str(Requirement(requirement).specifier) or "any"
+        except InvalidRequirement:
+            return requirement
+
+    def node(name: str, edge: Any, path: tuple[str, ...]) -> dict[str, Any]:
+        d = dists[name]
+        out: dict[str, Any] = {"name": name, "version": d["version"], "remove": d["remove"]}
+        if edge is not None:
+            out["required"] = spec(edge.requirement) if not reverse else edge.requirement
+            if edge.extra:
+                out["extra"] = edge.extra
+        if name in path:
+            out["cycle"] = True
+            return out
+        edges = graph.required_by[name] if reverse else graph.requires[name]
+        out["children"] = [node(e.source if reverse else e.target, e, path + (name,))
+                           for e in sorted(edges, key=lambda e: (e.source if reverse else e.target, e.extra))
+                           if (e.source if reverse else e.target) in dists]
+        return out
+
+    incoming = graph.requires if reverse else graph.required_by
+    tops = [n for n in sorted(dists) if not any(
+        (e.target if reverse else e.source) in dists for e in incoming[n])]
+    nodes = [node(n, None, ()) for n in tops]
+    # Distributions that require one another in a loop have no top: each loop is drawn from
+    # its first member not yet shown.
+    shown: set[str] = set()
+
+    def mark(n: dict[str, Any]) -> None:
+        shown.add(n["name"])
+        for c in n.get("children", ()):
+            mark(c)
+
+    for n in nodes:
+        mark(n)
+    for name in sorted(dists):
+        if name not in shown:
+            nodes.append(node(name, None, ()))
+            mark(nodes[-1])
+    return nodes
+
+
+def _render_tree(nodes: list[dict[str, Any]], *, reverse: bool) -> str:
+    lines: list[str] = []
+
+    def walk(n: dict[str, Any], depth: int) -> None:
+        if not depth:
+            label = f"{n['name']}=={n['version']}"
+        elif reverse:
+            label = f"{n['name']}=={n['version']} [requires: {n['required']}]"
+        else:
+            label = f"{n['name']} [required: {n['required']}, installed: {n['version']}]"
+        if depth:
+            if n.get("extra"):
+                label += f" (extra: {n['extra']})"
+        if n["remove"]:
+            label += "  <- goes"
+        if n.get("cycle"):
+            label += "  (cycle)"
+        lines.append(("  " * depth + "- " if depth else "") + label)
+        for c in n.get("children", ()):
+            walk(c, depth + 1)
+
+    for n in nodes:
+        walk(n, 0)
+    return "\n".join(lines)
+
+
 @click.command(
     "graph",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -159,8 +238,13 @@ def _render_text(data: Mapping[str, Any]) -> str:
               help="Profile deciding whether development tools and pip/setuptools/wheel go.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
+@click.option("--tree", is_flag=True,
+              help="Draw the requirements as a tree, as pipdeptree does ('<- goes': a prune removes it).")
+@click.option("--reverse", "-r", is_flag=True,
+              help="A tree of what requires each distribution (pipdeptree --reverse); implies --tree.")
 def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
-                  extras: tuple[str, ...], profile: str, fmt: str) -> None:
+                  extras: tuple[str, ...], profile: str, fmt: str, tree: bool = False,
+                  reverse: bool = False) -> None:
     """Show the distribution graph of the environment at PATH: the roots, what each root
     needs, and which distributions a prune would remove, with their sizes and why.
 
@@ -174,6 +258,8 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
       venv-prune graph /opt/venv --root flask --root gunicorn
       venv-prune graph /opt/venv --requirements pyproject.toml --extra postgres
       venv-prune graph /opt/venv --format json > graph.json
+      venv-prune graph /opt/venv --tree
+      venv-prune graph /opt/venv --reverse      # who requires h11?
     """
     from .env import locate
     from .profiles import load_knowledge, load_profile
@@ -204,6 +290,10 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         dev_extras=knowledge.dev_extras,
     )
     data = _summary(inventory, decision)
+    if tree or reverse:
+        nodes = _tree(data, decision.graph, reverse=reverse)
+        click.echo(json.dumps(nodes, indent=2) if fmt == "json" else _render_tree(nodes, reverse=reverse))
+        return
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
     else:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from itertools import groupby
+from operator import itemgetter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -81,6 +83,18 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
     for a in plan.actions:
         if a.trace:
             traced_by_dist[a.distribution or "(unowned)"] += a.bytes
+    # Before -> after per distribution (what `du -sh site-packages/* | sort -h` shows):
+    # files sorted by path lie in runs of one owner, summed run by run.
+    dist_before: dict[str, int] = defaultdict(int)
+    for owner, run in groupby(inv.files, key=itemgetter(3)):  # FileEntry.owner
+        dist_before[owner or "(unowned)"] += sum(map(itemgetter(1), run))  # FileEntry.size
+    stripped_by_dist: dict[str, int] = defaultdict(int)
+    if extras.stripped:
+        owners = {f.path: f.owner for f in inv.files}
+        for x in extras.stripped:
+            stripped_by_dist[owners.get(x["path"]) or "(unowned)"] += int(x.get("bytes_saved", 0))
+    for name in dist_before:
+        by_dist[name]  # every distribution gets a row, even one nothing was removed from
 
     # A file's top-level entry is its directory's, except directly in the root or a site:
     # sizes are summed per directory, and _top_entry asked once per directory.
@@ -130,7 +144,9 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         "distributions": [
             {"name": d, "bytes_removed": v[0], "files_removed": v[1],
              "bytes_removed_by_trace": traced_by_dist.get(d, 0),
-             "bytes_kept_by_trace": kept_by_trace.get(d, 0)}
+             "bytes_kept_by_trace": kept_by_trace.get(d, 0),
+             "bytes_before": dist_before.get(d, 0), "bytes_saved_by_strip": stripped_by_dist.get(d, 0),
+             "bytes_after": dist_before.get(d, 0) - v[0] - stripped_by_dist.get(d, 0)}
             for d, v in sorted(by_dist.items(), key=lambda kv: (-kv[1][0], kv[0]))
         ],
         "distribution_decisions": [
@@ -202,13 +218,16 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
             lines.append(f"  {human_bytes(r['bytes']):>10}  {r['files']:>7} files  {r['rule']}")
     if d["distributions"]:
         lines.append("")
-        lines.append("By distribution:")
-        shown = d["distributions"] if verbose else d["distributions"][:15]
+        lines.append("By distribution, largest after first (before -> after, removed):")
+        rows = sorted(d["distributions"], key=lambda r: (-r["bytes_after"], r["name"]))
+        shown = rows if verbose else rows[:15]
         for r in shown:
             extra = f"  (trace: {human_bytes(r['bytes_removed_by_trace'])})" if r["bytes_removed_by_trace"] else ""
-            lines.append(f"  {human_bytes(r['bytes_removed']):>10}  {r['files_removed']:>7} files  {r['name']}{extra}")
-        if len(d["distributions"]) > len(shown):
-            lines.append(f"  ... {len(d['distributions']) - len(shown)} more (-v shows all)")
+            gone = r["bytes_before"] - r["bytes_after"]
+            lines.append(f"  {human_bytes(r['bytes_before']):>10} -> {human_bytes(r['bytes_after']):>10}"
+                         f"  {'-' + _pct(gone, r['bytes_before']) if gone else '':>7}  {r['files_removed']:>7} files  {r['name']}{extra}")
+        if len(rows) > len(shown):
+            lines.append(f"  ... {len(rows) - len(shown)} more (-v shows all)")
     decisions = d["distribution_decisions"]
     removed_d = [x for x in decisions if x["remove"]]
     if decisions:
@@ -277,9 +296,11 @@ def _render_markdown(d: dict[str, Any]) -> str:
         out += ["", "## By rule", "", "| rule | bytes | files |", "|---|---:|---:|"]
         out += [f"| {r['rule']} | {human_bytes(r['bytes'])} | {r['files']} |" for r in d["rules"]]
     if d["distributions"]:
-        out += ["", "## By distribution", "", "| distribution | bytes | files |", "|---|---:|---:|"]
-        out += [f"| {r['name']} | {human_bytes(r['bytes_removed'])} | {r['files_removed']} |"
-                for r in d["distributions"]]
+        out += ["", "## By distribution", "", "| distribution | before | after | removed | files |",
+                "|---|---:|---:|---:|---:|"]
+        out += [f"| {r['name']} | {human_bytes(r['bytes_before'])} | {human_bytes(r['bytes_after'])} | "
+                f"{human_bytes(r['bytes_removed'])} | {r['files_removed']} |"
+                for r in sorted(d["distributions"], key=lambda r: (-r["bytes_after"], r["name"]))]
     decisions = [x for x in d["distribution_decisions"] if x["remove"] or x["chain"]]
     if decisions:
         out += ["", "## Distribution decisions", "", "| distribution | decision | why |", "|---|---|---|"]

@@ -152,3 +152,57 @@ def test_verification_counts_on_stderr(synth_env: Path) -> None:
     after = [line for line in proc.stderr.splitlines() if line.startswith("venv-prune: verifying ")]
     assert before and before[-1].endswith("13/13"), proc.stderr
     assert after and after[-1].endswith("/13") and after[-1].split()[-1].split("/")[0] == "13", proc.stderr
+
+
+def test_per_distribution_before_and_after_sizes_match_the_disk(synth_env: Path) -> None:
+    add_dist(synth_env, "big", {"big/__init__.py": "", "big/data.bin": b"\1" * 5000,
+                                "big/docs/guide.txt": "g" * 3000, "big/mod.pyi": "x: int\n"})
+    site = next((synth_env / "lib").glob("python*/site-packages"))
+
+    def on_disk(top: str) -> int:
+        info = next(site.glob(f"{top}-*.dist-info"))
+        return sum(p.stat().st_size for d in (site / top, info) for p in d.rglob("*") if p.is_file())
+
+    sizes_before = {"big": on_disk("big"), "pkg": on_disk("pkg")}
+    record = {n: next(site.glob(f"{n}-*.dist-info")).joinpath("RECORD").stat().st_size for n in sizes_before}
+    proc = run(str(synth_env), "--format", "json", "--no-verify")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    rows = {r["name"]: r for r in report["distributions"]}
+    for name in ("big", "pkg"):
+        assert rows[name]["bytes_before"] == sizes_before[name]
+        # The RECORD is rewritten without the removed files' lines: it shrinks a little.
+        assert 0 <= rows[name]["bytes_after"] - on_disk(name) < record[name], name
+    assert rows["big"]["bytes_after"] < rows["big"]["bytes_before"]
+    assert sum(r["bytes_after"] for r in rows.values()) == report["totals"]["bytes_after"]
+    text = run(str(synth_env), "--dry-run").stdout
+    assert "By distribution, largest after first (before -> after, removed):" in text
+    assert any(line.rstrip().endswith(" big") and "->" in line for line in text.splitlines())
+
+
+def test_graph_tree_and_reverse_tree_as_pipdeptree_draws_them(tmp_path: Path) -> None:
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": ""}, requires=("web>=2", "h11"))
+    add_dist(root, "web", {"web/__init__.py": ""}, version="2.1", requires=("h11<1",), requested=False)
+    add_dist(root, "h11", {"h11/__init__.py": ""}, version="0.16.0", requested=False)
+    add_dist(root, "loop-a", {"loop_a/__init__.py": ""}, requires=("loop-b",))
+    add_dist(root, "loop-b", {"loop_b/__init__.py": ""}, requires=("loop-a",), requested=False)
+    proc = run("graph", str(root), "--tree")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:4] == [
+        "app==1.0",
+        "  - h11 [required: any, installed: 0.16.0]",
+        "  - web [required: >=2, installed: 2.1]",
+        "    - h11 [required: <1, installed: 0.16.0]",
+    ]
+    proc = run("graph", str(root), "--reverse")
+    lines = proc.stdout.splitlines()
+    at = lines.index("h11==0.16.0")
+    assert lines[at + 1:at + 4] == ["  - app==1.0 [requires: h11]",
+                                    "  - web==2.1 [requires: h11<1]",
+                                    "    - app==1.0 [requires: web>=2]"]
+    nodes = json.loads(run("graph", str(root), "--tree", "--format", "json").stdout)
+    # A loop has no top (nothing outside it requires it): it is drawn from its first member.
+    assert [n["name"] for n in nodes] == ["app", "loop-a"]
+    assert nodes[1]["children"][0]["children"][0] == {
+        "name": "loop-a", "version": "1.0", "remove": False, "required": "any", "cycle": True}
