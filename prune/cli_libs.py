@@ -25,8 +25,12 @@ def render_text(missing: tuple[MissingLibrary, ...]) -> str:
              "not carried by the environment (nor in python:3.x-slim):")]
     width = max(len(m.name) for m in missing)
     for m in missing:
-        where = (f"{m.package or 'package unknown'}  ({m.resolved})" if m.resolved
-                 else "not found on this machine either")
+        if m.package_from == "table":
+            where = f"{m.package}  (Debian 12 bookworm; not installed on this machine)"
+        elif m.resolved:
+            where = f"{m.package or 'package unknown'}  ({m.resolved})"
+        else:
+            where = "package unknown; not found on this machine either"
         lines.append(f"  {m.name:<{width}}  {where}")
         for path in m.needed_by:
             lines.append(f"  {'':<{width}}    needed by {path}")
@@ -42,7 +46,7 @@ def render_json(missing: tuple[MissingLibrary, ...]) -> str:
     doc = {
         "missing": [
             {"name": m.name, "needed_by": list(m.needed_by), "resolved": m.resolved,
-             "package": m.package}
+             "package": m.package, "package_from": m.package_from}
             for m in missing
         ],
         "packages": sorted({p.strip() for m in missing if m.package

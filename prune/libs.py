@@ -21,6 +21,7 @@ import stat
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -34,6 +35,7 @@ __all__ = [
     "ElfNeeds",
     "MissingLibrary",
     "debian_packages",
+    "known_packages",
     "missing_libraries",
     "resolve_library",
     "scan_needs",
@@ -109,13 +111,16 @@ class MissingLibrary:
 
     ``needed_by`` are POSIX paths relative to the environment root, sorted. ``resolved`` is
     where this machine's loader cache finds it (None: not installed here either), and
-    ``package`` the Debian package owning that file (None when unknown or not Debian-like).
+    ``package`` the Debian package that provides it (None when unknown): ``package_from``
+    says how it is known, ``"dpkg"`` (``dpkg-query -S`` on this machine's file) or
+    ``"table"`` (:func:`known_packages`, Debian 12 bookworm, for a library not installed here).
     """
 
     name: str
     needed_by: tuple[str, ...]
     resolved: str | None = None
     package: str | None = None
+    package_from: str | None = None
 
     @property
     def resolvable(self) -> bool:
@@ -282,6 +287,18 @@ def debian_packages(paths: Iterable[str]) -> dict[str, str]:
     return result
 
 
+@lru_cache(maxsize=1)
+def known_packages() -> Mapping[str, str]:
+    """soname -> Debian 12 (bookworm) package, for libraries wheels commonly link without
+    carrying them (``profiles/sonames.toml``, each entry with its packages.debian.org file
+    list). Used when this machine cannot say (``dpkg-query -S`` needs the file installed)."""
+    from .profiles import _builtin_toml
+
+    data = _builtin_toml("sonames.toml") or {}
+    return {str(e["soname"]): str(e["package"]) for e in data.get("library", [])
+            if isinstance(e, dict) and "soname" in e and "package" in e}
+
+
 def _in_base(name: str, base: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in base)
 
@@ -316,12 +333,13 @@ def missing_libraries(
         cache = _loader_cache()
         resolved = {n: resolve_library(n, bits[n], cache) for n in needers}
         packages = debian_packages(p for p in resolved.values() if p)
-    return tuple(
-        MissingLibrary(
-            name=name,
-            needed_by=tuple(sorted(set(needers[name]))),
-            resolved=resolved.get(name),
-            package=packages.get(resolved[name] or "") if resolved.get(name) else None,
-        )
-        for name in sorted(needers)
-    )
+    known = known_packages() if resolve else {}
+    result = []
+    for name in sorted(needers):
+        package = packages.get(resolved[name] or "") if resolved.get(name) else None
+        origin = "dpkg" if package else None
+        if package is None and name in known:
+            package, origin = known[name], "table"
+        result.append(MissingLibrary(name=name, needed_by=tuple(sorted(set(needers[name]))),
+                                     resolved=resolved.get(name), package=package, package_from=origin))
+    return tuple(result)

@@ -18,6 +18,7 @@ from prune.libs import (
     BASE_IMAGE_LIBRARIES,
     MissingLibrary,
     debian_packages,
+    known_packages,
     missing_libraries,
     resolve_library,
     scan_needs,
@@ -136,3 +137,36 @@ def test_render_text_without_findings() -> None:
     assert "No missing libraries" in render_text(())
     out = render_text((MissingLibrary("libGL.so.1", ("a/b.so",)),))
     assert "not found on this machine" in out and "apt-get" not in out
+
+
+def test_pyodbc_names_libodbc2_on_a_machine_without_it(venvs) -> None:
+    """pyodbc's manylinux wheel links unixODBC's libodbc.so.2 and does not carry it; the
+    runtime stage needs the package name even where the build machine lacks the library
+    (issue 17): it comes from the shipped bookworm table when dpkg cannot say."""
+    env = venvs.pristine(["pyodbc"])
+    by_name = {m.name: m for m in missing_libraries(locate(env))}
+    lib = by_name["libodbc.so.2"]
+    assert lib.package == "libodbc2"
+    if resolve_library("libodbc.so.2") is None:
+        assert (lib.resolved, lib.package_from) == (None, "table")
+    text = CliRunner().invoke(libs_command, [str(env)]).output
+    assert "libodbc2  (Debian 12 bookworm; not installed on this machine)" in text or lib.package_from == "dpkg"
+    assert "apt-get install -y --no-install-recommends libodbc2" in text
+    doc = json.loads(CliRunner().invoke(libs_command, [str(env), "--format", "json"]).output)
+    assert "libodbc2" in doc["packages"]
+
+
+def test_soname_table_names_real_bookworm_packages() -> None:
+    table = known_packages()
+    assert table["libpq.so.5"] == "libpq5" and table["libGL.so.1"] == "libgl1"
+    assert all(".so" in soname and "/" not in soname for soname in table)
+    assert not set(table) & set(BASE_IMAGE_LIBRARIES)  # the base image's are never missing
+    apt_cache = shutil.which("apt-cache")
+    if apt_cache is None or "bookworm" not in Path("/etc/os-release").read_text():
+        pytest.skip("checking names needs a Debian 12 package index")
+    import subprocess
+
+    packages = sorted(set(table.values()))
+    proc = subprocess.run([apt_cache, "show", "--no-all-versions", *packages], capture_output=True, text=True)
+    found = {line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("Package: ")}
+    assert set(packages) - found == set()
