@@ -196,9 +196,12 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
     lines.append(f"venv-prune: {d['target']['root']} ({d['target']['kind']}, Python "
                  f"{d['target']['python'] or '?'}), profile {d['profile']}"
                  + (" [dry run]" if d["dry_run"] else ""))
+    strip = t["bytes_saved_by_strip"]
+    by_strip = (f" + {'about ' if d['dry_run'] else ''}{human_bytes(strip)} by strip "
+                f"({_pct(strip, t['bytes_before'])})") if strip else ""
     lines.append(f"  {mode} {human_bytes(t['bytes_removed'])} of {human_bytes(t['bytes_before'])} "
-                 f"({t['percent_removed']:.1f}%), {t['files_removed']} of {t['files_before']} files; "
-                 f"{human_bytes(t['bytes_after'])} stays")
+                 f"({t['percent_removed']:.1f}%), {t['files_removed']} of {t['files_before']} files"
+                 f"{by_strip}; {human_bytes(t['bytes_after'])} stays")
     status = d["verification"]["status"]
     lines.append(f"  verification: {status}")
     if d["timings"]:
@@ -242,7 +245,9 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
     if d["stripped"]:
         saved = sum(s.get("bytes_saved", 0) for s in d["stripped"])
         lines.append("")
-        lines.append(f"Stripped {len(d['stripped'])} ELF files, {human_bytes(saved)} saved")
+        lines.append(f"Would strip {len(d['stripped'])} ELF files, about {human_bytes(saved)} saved "
+                     "(estimated from their section headers)" if d["dry_run"] else
+                     f"Stripped {len(d['stripped'])} ELF files, {human_bytes(saved)} saved")
     if d.get("bytecode"):
         b = d["bytecode"]
         lines.append("")
