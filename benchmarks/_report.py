@@ -275,6 +275,9 @@ def write_results_md() -> Path:
         parts.append(problems(results))
     if scale:
         parts.append(scale_section(scale))
+    overlay = c.RESULTS_DIR / "overlay.md"  # benchmarks/overlay.py (issue 14)
+    if overlay.is_file():
+        parts.append(overlay.read_text())
     notes = c.BENCH_DIR / "observations.md"
     if notes.is_file():
         parts.append(notes.read_text())

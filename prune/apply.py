@@ -12,6 +12,7 @@ original goes to the stash, the new file is renamed into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -21,13 +22,15 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
+from ._lock import env_lock
+from ._staging import SPLITS, Restorer, SplitLog, move_file, plain_relative, stage
 from .env import Environment
-from .errors import Interrupted, PendingJournal, PruneError, UnsafePath, VerificationFailed
+from .errors import ApplyFailed, Interrupted, PendingJournal, PruneError, UnsafePath, VerificationFailed
 from .model import Plan
 from .record import read_rows, render_rows, resolve_entry
 from .scan import STATE_DIR_NAME
@@ -264,23 +267,6 @@ def _delete_tree(path: Path, jobs: int = DELETE_JOBS) -> None:
     _rmtree(path)
 
 
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so both roll back the same way."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(signum)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def _file_hash(path: Path) -> tuple[str, int]:
     import base64
     import hashlib
@@ -359,9 +345,113 @@ class _Txn:
     sdir: Path
     stash: Path
     journal: dict[str, Any] = field(default_factory=dict)
+    log: Optional[SplitLog] = None
+    #: root-relative paths found recreated during a rollback and moved into ``sdir/aside``
+    moved_aside: list[str] = field(default_factory=list)
 
     def save(self, durable: bool = True) -> None:
         _write_journal(self.sdir, self.journal, durable=durable)
+
+
+class _SignalGate:
+    """SIGINT and SIGTERM for one transaction. While staging or verifying a signal raises
+    KeyboardInterrupt(signum), which rolls back; once ``defer`` is set (the commit, a rollback)
+    signals are only recorded in ``caught``, for the caller to act on when the step is done:
+    a commit or a rollback must not stop half way (issue 16, item 3)."""
+
+    def __init__(self) -> None:
+        self.defer = False
+        self.caught: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.defer:
+            self.caught.append(signum)
+        else:
+            raise KeyboardInterrupt(signum)
+
+    def __enter__(self) -> _SignalGate:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+#: A file that marks a state directory as venv-prune's own: only such a directory is ever
+#: deleted (issue 16: a pre-existing sibling ``.venv-prune-NAME`` was deleted).
+MARKER = "venv-prune-state"
+_MARKER_TEXT = "venv-prune keeps its journal and stash here while a run is live; see 'venv-prune recover'.\n"
+ASIDE = "aside"
+
+
+def _state_is_ours(sdir: Path) -> bool:
+    """:raises UnsafePath: ``sdir`` exists but is not a directory venv-prune made."""
+    try:
+        st = os.lstat(sdir)
+    except FileNotFoundError:
+        return False
+    marker = sdir / MARKER
+    if stat.S_ISDIR(st.st_mode) and not os.listdir(sdir):
+        # A kill between creating the directory and writing its marker leaves it empty;
+        # deleting an empty directory loses nothing, so it is adopted.
+        marker.write_text(_MARKER_TEXT, encoding="utf-8")
+    if not stat.S_ISDIR(st.st_mode) or not os.path.isfile(marker) or os.path.islink(marker):
+        raise UnsafePath(f"{sdir}: exists but venv-prune did not create it (a symlink, a file, or a "
+                         f"directory without its {MARKER} marker); move it away, then run again")
+    return True
+
+
+def _open_state(txn: _Txn) -> None:
+    """Create the state directory (marker first) and an empty stash; a journal-less leftover
+    of venv-prune's own is cleared, keeping what an earlier rollback moved aside."""
+    if _state_is_ours(txn.sdir):
+        _clear_state(txn.sdir)
+    else:
+        txn.sdir.mkdir(mode=0o700)
+        (txn.sdir / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+    txn.stash.mkdir()
+    txn.log = SplitLog(txn.sdir / SPLITS)
+
+
+def _clear_state(sdir: Path) -> None:
+    """Delete a state directory of venv-prune's own, or, when an earlier rollback moved
+    recreated content aside, everything in it but that and the marker."""
+    if not _state_is_ours(sdir):
+        return
+    aside = sdir / ASIDE
+    if not (aside.is_dir() and not aside.is_symlink() and any(aside.iterdir())):
+        _rmtree(sdir)
+        return
+    for entry in os.scandir(sdir):
+        if entry.name not in (ASIDE, MARKER):
+            _rmtree(Path(entry.path))
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: the path, the error, and why when we can tell."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    path = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+    line = f"{os.fsdecode(path)}: " if path is not None else ""
+    line += f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+    if exc.errno in (errno.EACCES, errno.EPERM) and path is not None:
+        p = os.fsdecode(path)
+        parent = os.path.dirname(p)
+        if parent and not os.access(parent, os.W_OK):
+            line += (f"; moving it needs write permission on the directory that holds it ({parent}): "
+                     "run as the environment's owner or as root")
+        elif os.path.isdir(p) and not os.path.islink(p) and not os.access(p, os.W_OK):
+            line += ("; moving a directory to another needs write permission on the directory "
+                     "itself (it is read-only): run as the environment's owner or as root")
+        else:
+            line += "; run as the environment's owner or as root"
+    elif exc.errno == errno.EROFS:
+        line += "; that filesystem is mounted read-only"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        line += "; free some space (or raise the quota) and run again"
+    return line
 
 
 def apply_plan(
@@ -372,153 +462,220 @@ def apply_plan(
     prepare: Optional[Callable[[Path], Sequence[Replacement]]] = None,
     progress: Optional[Progress] = None,
 ) -> ApplyResult:
-    """Carry out ``plan`` transactionally.
+    """Carry out ``plan`` transactionally, holding the environment's lock throughout.
 
     :param verifier: checks before and after staging; any failure rolls everything back.
     :param replacements: files to swap in (stripped libraries); staged like removals.
     :param prepare: called with a scratch directory on the stash's filesystem to produce
         more replacements after the baseline (e.g. stripping copies of libraries).
-    :raises PendingJournal: an earlier run awaits ``recover``.
+    :raises Busy: another run holds the environment's lock (nothing was changed).
+    :raises PendingJournal: an earlier run awaits ``recover`` (or this run's rollback could
+        not finish: its journal is kept for ``recover``).
     :raises UnsafePath: a planned path escapes the root (nothing was changed).
     :raises VerificationFailed: verification found a break; everything was rolled back.
         Its ``result`` attribute holds the :class:`ApplyResult` with the failures.
+    :raises ApplyFailed: the operating system refused a step (chained from its OSError);
+        everything was rolled back.
+    :raises Interrupted: SIGINT or SIGTERM; before the commit everything was rolled back,
+        during it the commit was finished first (the message says which).
     """
     env = plan.inventory.env
-    root = env.root
-    ensure_no_pending(env)
+    with env_lock(env.root):
+        ensure_no_pending(env)
+        # Validate every path before the first change: an unsafe plan changes nothing.
+        resolved: dict[str, bool] = {}
+        for a in plan.actions:
+            check_under_root(env.root, a.path, resolved)
+        for r in replacements:
+            check_under_root(env.root, r.path, resolved)
+        sdir = state_dir(env)
+        txn = _Txn(env.root, sdir, sdir / "stash")
+        with _SignalGate() as gate:
+            return _transact(txn, plan, gate, verifier, replacements, prepare, progress)
+
+
+def _transact(txn: _Txn, plan: Plan, gate: _SignalGate, verifier: Optional[Verifier],
+              replacements: Sequence[Replacement],
+              prepare: Optional[Callable[[Path], Sequence[Replacement]]],
+              progress: Optional[Progress]) -> ApplyResult:
+    """Stage, verify and commit, or roll back; see :func:`apply_plan`."""
     timings: list[tuple[str, float]] = []
     t0 = time.monotonic()
-    # Validate every path before the first change: an unsafe plan changes nothing.
-    resolved: dict[str, bool] = {}
-    for a in plan.actions:
-        check_under_root(root, a.path, resolved)
-    for r in replacements:
-        check_under_root(root, r.path, resolved)
-
-    sdir = state_dir(env)
-    if sdir.exists():
-        _rmtree(sdir)  # a stale, journal-less state dir from a finished run
-    sdir.mkdir(mode=0o700)
-    stash = sdir / "stash"
-    stash.mkdir()
-    txn = _Txn(root, sdir, stash)
-    moves: list[dict[str, str]] = []
-    for i, a in enumerate(plan.actions):
-        moves.append({"op": "move", "path": a.path, "stash": f"m{i:06d}"})
-    txn.journal = {"schema": _SCHEMA, "root": str(root), "state": "preparing", "steps": moves,
-                   "pid": os.getpid(), "started": time.time()}
     try:
+        _open_state(txn)
+        txn.journal = {"schema": _SCHEMA, "root": str(txn.root), "state": "preparing",
+                       "steps": [{"op": "move", "path": a.path, "stash": f"m{i:06d}"}
+                                 for i, a in enumerate(plan.actions)],
+                       "pid": os.getpid(), "started": time.time()}
         txn.save(durable=False)
-        with _signals_interrupt():
-            if verifier is not None:
-                if progress:
-                    progress("verifying: baseline imports before pruning")
-                t = time.monotonic()
-                verifier.before()
-                timings.append(("baseline", time.monotonic() - t))
-            all_repl = list(replacements)
-            if prepare is not None:
-                t = time.monotonic()
-                scratch = sdir / "prepared"
-                scratch.mkdir(exist_ok=True)
-                all_repl += list(prepare(scratch))
-                timings.append(("prepare", time.monotonic() - t))
-            # RECORD rewrites are replacements too, prepared before the first move.
-            prepared = sdir / "prepared"
-            prepared.mkdir(exist_ok=True)
-            repl_steps: list[dict[str, str]] = []
-            site_of = {d.metadata_dir + "/RECORD": d.site for d in plan.inventory.distributions}
-            owner_of = {f.path: f.owner for f in plan.inventory.files if f.owner}
-            record_of = {d.name: d.metadata_dir + "/RECORD" for d in plan.inventory.distributions
-                         if d.has_record}
-            updates: dict[str, dict[str, tuple[str, int]]] = {}
-            for rep in all_repl:
-                rec = record_of.get(owner_of.get(rep.path, ""), "")
-                if rec:
-                    updates.setdefault(rec, {})[rep.path] = _file_hash(rep.new_file)
-            records = dict(plan.records)
-            for rec in updates:
-                records.setdefault(rec, ())
-            records_rewritten = 0
-            for j, (record_rel, removed) in enumerate(sorted(records.items())):
-                if any(record_rel == a.path or record_rel.startswith(a.path + "/") for a in plan.actions):
-                    continue
-                if not (root / record_rel).is_file():
-                    continue
-                new = prepared / f"record{j:05d}"
-                new.write_text(_new_record(root, record_rel, removed, site_of.get(record_rel, ""),
-                                           updates.get(record_rel)),
-                               encoding="utf-8", errors="surrogateescape")
-                repl_steps.append({"op": "replace", "path": record_rel, "stash": f"r{j:05d}",
-                                   "new": str(new.relative_to(sdir))})
-                records_rewritten += 1
-            for k, rep in enumerate(all_repl):
-                check_under_root(root, rep.path)
-                repl_steps.append({"op": "replace", "path": rep.path, "stash": f"x{k:05d}",
-                                   "new": os.path.relpath(rep.new_file, sdir)})
-            txn.journal["steps"] = moves + repl_steps
-            txn.journal["state"] = "staging"
-            txn.save()
-
-            t = time.monotonic()
+        if verifier is not None:
             if progress:
-                progress(f"staging {len(moves)} removals")
-            # Bytecode caches go last, after verification: a cache never decides whether a
-            # module imports (a __pycache__ file without its source is ignored), and with the
-            # caches still there the imports after pruning cost what they cost before,
-            # instead of compiling every kept source.
-            bytecode = {a.path for a in plan.actions if a.rule == "bytecode"} if verifier is not None else set()
-            late = [st for st in txn.journal["steps"] if st["op"] == "move" and st["path"] in bytecode]
-            for step in txn.journal["steps"]:
-                if step["op"] != "move" or step["path"] not in bytecode:
-                    _do_step(txn, step)
-            timings.append(("stage", time.monotonic() - t))
-
-            failures: tuple[Failure, ...] = ()
-            if verifier is not None:
-                txn.journal["state"] = "verifying"
-                txn.save(durable=False)
-                if progress:
-                    progress("verifying: imports after pruning")
-                t = time.monotonic()
-                failures = tuple(verifier.after())
-                timings.append(("verify", time.monotonic() - t))
-            if failures:
-                failures = tuple(
-                    Failure(f.kind, f.name, f.distribution, f.error, _rules_for(plan, f)) for f in failures
-                )
-                _rollback(txn)
-                result = ApplyResult(plan, False, failures, False, tuple(all_repl),
-                                     tuple(timings + [("total", time.monotonic() - t0)]), 0)
-                first = failures[0]
-                rules = f"; removed by {', '.join(first.rules)}" if first.rules else ""
-                more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-                err = VerificationFailed(
-                    f"verification failed, every change rolled back: {first.kind} {first.name}"
-                    f" ({first.distribution or 'unowned'}): {first.error}{rules}{more}"
-                )
-                err.result = result  # type: ignore[attr-defined]
-                raise err
-            for step in late:
-                _do_step(txn, step)
+                progress("verifying: baseline imports before pruning")
+            t = time.monotonic()
+            verifier.before()
+            timings.append(("baseline", time.monotonic() - t))
+        all_repl, records_rewritten = _prepare_replacements(txn, plan, replacements, prepare, timings)
+        failures = _stage_and_verify(txn, plan, verifier, timings, progress)
+        if failures:
+            gate.defer = True
+            _fail_verification(txn, plan, failures, all_repl, timings, t0)
+        gate.defer = True  # from the "committing" journal on, a signal waits for the commit
     except KeyboardInterrupt as exc:
-        _rollback(txn)
+        gate.defer = True
+        _abort(txn)
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
-        raise Interrupted("interrupted: every change was rolled back; the environment is as before",
-                          int(signum)) from None
+        raise Interrupted("interrupted: every change was rolled back; the environment is as before"
+                          + _aside_note(txn), int(signum)) from None
     except VerificationFailed:
         raise
+    except OSError as exc:
+        gate.defer = True
+        _abort(txn)
+        raise ApplyFailed(f"could not apply the plan: {_os_error_line(exc)}; every change was rolled "
+                          f"back, the environment is as before{_aside_note(txn)}") from exc
     except BaseException:
-        _rollback(txn)
+        gate.defer = True
+        _abort(txn)
         raise
-
-    # Commit: from here on, recover finishes the run instead of undoing it.
     t = time.monotonic()
-    txn.journal["state"] = "committing"
+    _commit_run(txn, plan, progress)
+    timings.append(("commit", time.monotonic() - t))
+    timings.append(("total", time.monotonic() - t0))
+    if gate.caught:
+        name = signal.Signals(gate.caught[0]).name
+        raise Interrupted(f"{name} arrived during the commit, which was finished first: the prune is "
+                          "complete and nothing is pending", gate.caught[0])
+    return ApplyResult(plan, True, (), True if verifier is not None else None, tuple(all_repl),
+                       tuple(timings), records_rewritten)
+
+
+def _aside_note(txn: _Txn) -> str:
+    if not txn.moved_aside:
+        return ""
+    return (f"; {len(txn.moved_aside)} path(s) recreated meanwhile were moved aside to "
+            f"{txn.sdir / ASIDE} (first: {txn.moved_aside[0]})")
+
+
+def _prepare_replacements(txn: _Txn, plan: Plan, replacements: Sequence[Replacement],
+                          prepare: Optional[Callable[[Path], Sequence[Replacement]]],
+                          timings: list[tuple[str, float]]) -> tuple[list[Replacement], int]:
+    """Prepare stripped files and rewritten RECORDs in the state directory and journal them
+    (state "staging", durable) before the first move. Returns (replacements, RECORDs rewritten)."""
+    root, sdir = txn.root, txn.sdir
+    all_repl = list(replacements)
+    prepared = sdir / "prepared"
+    prepared.mkdir(exist_ok=True)
+    if prepare is not None:
+        t = time.monotonic()
+        all_repl += list(prepare(prepared))
+        timings.append(("prepare", time.monotonic() - t))
+    site_of = {d.metadata_dir + "/RECORD": d.site for d in plan.inventory.distributions}
+    owner_of = {f.path: f.owner for f in plan.inventory.files if f.owner}
+    record_of = {d.name: d.metadata_dir + "/RECORD" for d in plan.inventory.distributions if d.has_record}
+    updates: dict[str, dict[str, tuple[str, int]]] = {}
+    for rep in all_repl:
+        rec = record_of.get(owner_of.get(rep.path, ""), "")
+        if rec:
+            updates.setdefault(rec, {})[rep.path] = _file_hash(rep.new_file)
+    records = dict(plan.records)
+    for rec in updates:
+        records.setdefault(rec, ())
+    repl_steps: list[dict[str, str]] = []
+    for j, (record_rel, removed) in enumerate(sorted(records.items())):
+        if any(record_rel == a.path or record_rel.startswith(a.path + "/") for a in plan.actions):
+            continue
+        if not (root / record_rel).is_file():
+            continue
+        new = prepared / f"record{j:05d}"
+        new.write_text(_new_record(root, record_rel, removed, site_of.get(record_rel, ""),
+                                   updates.get(record_rel)),
+                       encoding="utf-8", errors="surrogateescape")
+        repl_steps.append({"op": "replace", "path": record_rel, "stash": f"r{j:05d}",
+                           "new": str(new.relative_to(sdir))})
+    records_rewritten = len(repl_steps)
+    for k, rep in enumerate(all_repl):
+        check_under_root(root, rep.path)
+        repl_steps.append({"op": "replace", "path": rep.path, "stash": f"x{k:05d}",
+                           "new": os.path.relpath(rep.new_file, sdir)})
+    txn.journal["steps"] = txn.journal["steps"] + repl_steps
+    txn.journal["state"] = "staging"
     txn.save()
+    return all_repl, records_rewritten
+
+
+def _stage_and_verify(txn: _Txn, plan: Plan, verifier: Optional[Verifier],
+                      timings: list[tuple[str, float]], progress: Optional[Progress]) -> tuple[Failure, ...]:
+    """Stage every step, verify, then stage the bytecode caches; returns the failures (with
+    the caches still in place when there are any)."""
+    t = time.monotonic()
+    moves = sum(1 for st in txn.journal["steps"] if st["op"] == "move")
+    if progress:
+        progress(f"staging {moves} removals")
+    # Bytecode caches go last, after verification: a cache never decides whether a module
+    # imports (a __pycache__ file without its source is ignored), and with the caches still
+    # there the imports after pruning cost what they cost before, instead of compiling every
+    # kept source.
+    bytecode = {a.path for a in plan.actions if a.rule == "bytecode"} if verifier is not None else set()
+    late = [st for st in txn.journal["steps"] if st["op"] == "move" and st["path"] in bytecode]
+    for step in txn.journal["steps"]:
+        if step["op"] != "move" or step["path"] not in bytecode:
+            _do_step(txn, step)
+    timings.append(("stage", time.monotonic() - t))
+    if verifier is None:
+        return ()
+    txn.journal["state"] = "verifying"
+    assert txn.log is not None
+    txn.log.sync()
+    txn.save(durable=False)
+    if progress:
+        progress("verifying: imports after pruning")
+    t = time.monotonic()
+    failures = tuple(verifier.after())
+    timings.append(("verify", time.monotonic() - t))
+    if not failures:
+        for step in late:
+            _do_step(txn, step)
+    return failures
+
+
+def _fail_verification(txn: _Txn, plan: Plan, failures: tuple[Failure, ...], all_repl: list[Replacement],
+                       timings: list[tuple[str, float]], t0: float) -> None:
+    """Roll back and raise VerificationFailed, blaming the rules that removed what broke."""
+    failures = tuple(Failure(f.kind, f.name, f.distribution, f.error, _rules_for(plan, f)) for f in failures)
+    _abort(txn)
+    result = ApplyResult(plan, False, failures, False, tuple(all_repl),
+                         tuple(timings + [("total", time.monotonic() - t0)]), 0)
+    first = failures[0]
+    rules = f"; removed by {', '.join(first.rules)}" if first.rules else ""
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    err = VerificationFailed(
+        f"verification failed, every change rolled back: {first.kind} {first.name}"
+        f" ({first.distribution or 'unowned'}): {first.error}{rules}{more}{_aside_note(txn)}"
+    )
+    err.result = result  # type: ignore[attr-defined]
+    raise err
+
+
+def _commit_run(txn: _Txn, plan: Plan, progress: Optional[Progress]) -> None:
+    """From the durable "committing" journal on, ``recover`` finishes the run instead of
+    undoing it. Signals are deferred by the caller; an OS error leaves the journal for it."""
+    try:
+        txn.journal["state"] = "committing"
+        assert txn.log is not None
+        txn.log.sync()
+        txn.save()
+    except OSError as exc:
+        _abort(txn)
+        raise ApplyFailed(f"could not apply the plan: {_os_error_line(exc)}; every change was rolled "
+                          "back, the environment is as before") from exc
     if progress:
         progress("committing")
-    _commit(txn)
+    try:
+        _commit(txn)
+    except OSError as exc:
+        raise PendingJournal(f"the commit stopped at {_os_error_line(exc)}; every planned removal is "
+                             f"staged; fix that, then run 'venv-prune recover {txn.root}' to finish "
+                             "it") from exc
     # A __pycache__ shared by several distributions' top-level modules loses its files in
     # several actions (one per owner, so each RECORD is rewritten) and is left empty: it goes.
     emptied = {a.path.rsplit("/", 1)[0] for a in plan.actions
@@ -526,66 +683,125 @@ def apply_plan(
     for d in sorted(emptied, reverse=True):
         if d.rsplit("/", 1)[-1] == "__pycache__":
             with contextlib.suppress(OSError):
-                os.rmdir(root / d)
-    timings.append(("commit", time.monotonic() - t))
-    timings.append(("total", time.monotonic() - t0))
-    return ApplyResult(plan, True, (), True if verifier is not None else None, tuple(all_repl),
-                       tuple(timings), records_rewritten)
+                os.rmdir(txn.root / d)
 
 
 def _do_step(txn: _Txn, step: dict[str, str]) -> None:
-    src = txn.root / step["path"]
-    dst = txn.stash / step["stash"]
+    src = check_under_root(txn.root, step["path"])
+    dst = str(txn.stash / step["stash"])
+    assert txn.log is not None
     if step["op"] == "move":
-        check_under_root(txn.root, step["path"])
-        os.rename(src, dst)
+        stage(txn.root, step["path"], dst, txn.log)
     elif step["op"] == "replace":
-        check_under_root(txn.root, step["path"])
-        mode = stat.S_IMODE(os.lstat(src).st_mode)
-        os.rename(src, dst)
+        st = os.lstat(src)
+        move_file(str(src), dst)
         new = txn.sdir / step["new"]
-        os.chmod(new, mode)
-        os.rename(new, src)
+        if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+            os.chown(new, st.st_uid, st.st_gid)  # issue 16: root made others' files its own
+        os.chmod(new, stat.S_IMODE(st.st_mode))
+        move_file(str(new), str(src))
     else:  # pragma: no cover - journal written by this module only
         raise PruneError(f"unknown journal step {step['op']!r}")
 
 
-def _undo_step(root: Path, sdir: Path, step: dict[str, str]) -> bool:
-    src = root / step["path"]
-    dst = sdir / "stash" / step["stash"]
-    if not os.path.lexists(dst):
-        return False
-    if step["op"] == "replace" and os.path.lexists(src):
-        os.unlink(src)
-    os.rename(dst, src)
-    return True
+def _abort(txn: _Txn) -> None:
+    """Roll back with signals already deferred by the caller.
+
+    :raises PendingJournal: the rollback itself failed; the journal is kept for ``recover``.
+    """
+    try:
+        _rollback(txn)
+    except (OSError, UnsafePath) as exc:
+        line = _os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+        raise PendingJournal(f"rolling back stopped at {line}; the journal is kept: fix that, then run "
+                             f"'venv-prune recover {txn.root}'") from exc
 
 
 def _rollback(txn: _Txn) -> int:
+    """Undo every staged step, newest first; returns how many were undone."""
+    if not os.path.lexists(txn.sdir) or not _state_is_ours(txn.sdir):
+        return 0
+    log = SplitLog.load(txn.sdir / SPLITS)
+    splits = {k: v for k, v in log.dirs.items() if plain_relative(k)}
+    restorer = Restorer(txn.root, txn.sdir / ASIDE, splits)
     undone = 0
     for step in reversed(txn.journal.get("steps", [])):
-        if _undo_step(txn.root, txn.sdir, step):
+        stashed = txn.stash / step["stash"]
+        if not os.path.lexists(stashed):
+            continue
+        restorer.prepare_parents(step["path"])
+        if step["op"] == "replace":
+            src = txn.root / step["path"]
+            if os.path.lexists(src) and not os.path.isdir(src):
+                os.unlink(src)  # the replacement this run put there
+        if restorer.restore(str(stashed), step["path"]):
             undone += 1
-    _rmtree(txn.sdir)
+    txn.moved_aside = restorer.moved_aside
+    _clear_state(txn.sdir)
     return undone
 
 
 def _commit(txn: _Txn) -> None:
-    _delete_tree(txn.stash)
+    if os.path.isdir(txn.stash) and not os.path.islink(txn.stash):
+        _delete_tree(txn.stash)
     prepared = txn.sdir / "prepared"
     if prepared.exists():
         _rmtree(prepared)
     (txn.sdir / JOURNAL).unlink()
-    _rmtree(txn.sdir)
+    _clear_state(txn.sdir)
+
+
+_STASH_NAME = re.compile(r"[mrx][0-9]{5,6}\Z")
+
+
+def _check_journal(journal: Any, path: Path) -> list[dict[str, str]]:
+    """The journal's steps, each checked to name a plain path inside the root and a stash
+    entry inside the state directory (a tampered journal must not make ``recover`` write
+    outside the environment, issue 16 item 8).
+
+    :raises UnsafePath: any step fails the check; nothing is done.
+    """
+    steps = journal.get("steps") if isinstance(journal, dict) else None
+    if not isinstance(steps, list):
+        raise UnsafePath(f"{path}: not a venv-prune journal; inspect it by hand")
+    for step in steps:
+        ok = (isinstance(step, dict) and step.get("op") in ("move", "replace")
+              and isinstance(step.get("path"), str) and plain_relative(step["path"])
+              and isinstance(step.get("stash"), str) and _STASH_NAME.match(step["stash"]) is not None)
+        if ok and step["op"] == "replace":
+            new = step.get("new")
+            ok = isinstance(new, str) and plain_relative(new) and new.startswith("prepared/")
+        if not ok:
+            raise UnsafePath(f"{path}: step {step!r} names a path outside the environment or its "
+                             "stash; refusing to act on it; inspect the journal by hand")
+    return steps
 
 
 def recover(env: Environment) -> RecoverResult:
-    """Finish or undo an interrupted run from its journal.
+    """Finish or undo an interrupted run from its journal, holding the environment's lock.
 
     A run that was preparing, staging or verifying is rolled back (the environment returns
     to what it was); a run that was committing is finished. With no journal, nothing happens.
+    Content recreated meanwhile where a stashed path must go back is moved aside into the
+    state directory (a recreated ``__pycache__`` is discarded) and named in the message.
+
+    :raises Busy: the run that wrote the journal (or another) is still alive and holds the lock.
+    :raises UnsafePath: the state directory is not venv-prune's, or the journal names a path
+        outside the environment; nothing was done.
     """
+    with env_lock(env.root), _SignalGate() as gate:
+        gate.defer = True
+        result = _recover_locked(env)
+    if gate.caught:
+        raise Interrupted(f"{result.message}; a signal arrived meanwhile and waited for that to finish",
+                          gate.caught[0])
+    return result
+
+
+def _recover_locked(env: Environment) -> RecoverResult:
     sdir = state_dir(env)
+    if not _state_is_ours(sdir):
+        return RecoverResult("nothing", 0, f"{env.root}: nothing to recover")
     path = sdir / JOURNAL
     if not path.exists():
         # Without a journal nothing was ever moved: the journal is written before the first
@@ -594,17 +810,22 @@ def recover(env: Environment) -> RecoverResult:
         if stash.is_dir() and not stash.is_symlink() and any(stash.iterdir()):
             raise PruneError(f"{stash}: holds files but there is no journal; inspect it by hand, "
                              "then remove it")
-        if sdir.exists():
-            _rmtree(sdir)
+        _clear_state(sdir)
         return RecoverResult("nothing", 0, f"{env.root}: nothing to recover")
     try:
         journal = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise PruneError(f"{path}: journal unreadable ({exc}); inspect {sdir} by hand") from exc
-    txn = _Txn(env.root, sdir, sdir / "stash", journal)
-    if journal.get("state") == "committing":
-        _commit(txn)
-        return RecoverResult("committed", 0, f"{env.root}: finished the interrupted prune")
-    undone = _rollback(txn)
+    steps = _check_journal(journal, path)
+    txn = _Txn(env.root, sdir, sdir / "stash", {**journal, "steps": steps})
+    try:
+        if journal.get("state") == "committing":
+            _commit(txn)
+            return RecoverResult("committed", 0, f"{env.root}: finished the interrupted prune")
+        undone = _rollback(txn)
+    except OSError as exc:
+        raise PendingJournal(f"recover stopped at {_os_error_line(exc)}; the journal is kept: fix "
+                             f"that, then run 'venv-prune recover {env.root}' again") from exc
     return RecoverResult("rolled-back", undone,
-                         f"{env.root}: rolled back an interrupted prune ({undone} moves undone)")
+                         f"{env.root}: rolled back an interrupted prune ({undone} moves undone)"
+                         + _aside_note(txn))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from ._lock import env_lock
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
 from .errors import UsageError, VerificationFailed
@@ -193,11 +194,21 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
 
     :raises EnvironmentNotFound, UsageError, ProfileError: bad input; nothing changed.
     :raises PendingJournal: an interrupted run awaits ``recover``.
+    :raises Busy: another run holds the environment's lock.
     :raises VerificationFailed: a break was found and rolled back (``.outcome`` has the report).
+    :raises ApplyFailed: the operating system refused a step; everything was rolled back.
     """
     env = locate(request.path, python=request.python)
     profile = load_profile(request.profile)
-    ensure_no_pending(env)
+    # One run at a time per environment, from before the scan to the commit: a dry run
+    # shares the lock (it changes nothing, but must not plan a half-staged tree).
+    with env_lock(env.root, shared=request.dry_run):
+        ensure_no_pending(env)
+        return _run_locked(request, env, profile, progress)
+
+
+def _run_locked(request: PruneRequest, env: Environment, profile: Any,
+                progress: Optional[Progress]) -> Outcome:
     warnings: list[str] = []
     if _is_own_environment(env):
         warnings.append(f"{env.root} is the environment venv-prune itself runs from; "

@@ -11,7 +11,7 @@ import pytest
 from conftest import tree_digest
 from synth import SITE, add_dist, make_venv_tree
 
-from prune.apply import Failure, apply_plan, pending_journal, recover, state_dir
+from prune.apply import MARKER, Failure, apply_plan, pending_journal, recover, state_dir
 from prune.env import locate
 from prune.errors import PendingJournal, UnsafePath, VerificationFailed
 from prune.model import Action, Plan
@@ -130,6 +130,7 @@ def test_pending_journal_blocks_and_recover_rolls_back(tmp_path: Path) -> None:
     # Simulate a crash half-way through staging: do the first move by hand, keep the journal.
     sdir = state_dir(env)
     (sdir / "stash").mkdir(parents=True)
+    (sdir / MARKER).write_text("")  # what venv-prune writes first
     steps = [{"op": "move", "path": a.path, "stash": f"m{i:06d}"} for i, a in enumerate(plan.actions)]
     (sdir / "journal.json").write_text(json.dumps({"state": "staging", "steps": steps}))
     os.rename(root / steps[0]["path"], sdir / "stash" / steps[0]["stash"])
@@ -147,6 +148,7 @@ def test_recover_finishes_a_commit(tmp_path: Path) -> None:
     env = locate(root)
     sdir = state_dir(env)
     (sdir / "stash" / "m000000").mkdir(parents=True)
+    (sdir / MARKER).write_text("")
     (sdir / "journal.json").write_text(json.dumps({"state": "committing", "steps": []}))
     assert recover(env).outcome == "committed"
     assert not sdir.exists()

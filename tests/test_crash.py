@@ -269,6 +269,7 @@ def test_sigterm_and_sigint_mid_run_roll_back(big: Env) -> None:
 def test_kill_before_the_first_journal_write_is_cleaned_by_recover(big: Env) -> None:
     root = big.copy()
     (root / STATE / "stash").mkdir(parents=True)     # exactly what such a kill leaves
+    (root / STATE / "venv-prune-state").write_text("")  # the marker, written before the stash
     rec = subprocess.run([str(VENV_PRUNE), "recover", str(root)], capture_output=True, text=True, timeout=120)
     assert rec.returncode == 0, rec.stderr
     assert not os.path.lexists(root / STATE), os.listdir(root / STATE)
