@@ -137,7 +137,9 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for k, m in med.items():
-        up = (f"{m['upper_staged_k'] / 1024:.1f} MiB", f"{m['upper_after_k'] / 1024:.1f} MiB") if k != "ext4" else ("-", "-")
+        up = ("-", "-")
+        if k != "ext4":
+            up = (f"{m['upper_staged_k'] / 1024:.1f} MiB", f"{m['upper_after_k'] / 1024:.1f} MiB")
         lines.append(f"| {names[k]} | {m['stage_s']:.2f} | {m['commit_s']:.2f} | {up[0]} | {up[1]} |")
     lines += ["", "Renaming a lower-layer file copies it up whole: while a split directory is staged "
               "its files occupy the upper layer, and the commit deletes them again, leaving whiteouts "
