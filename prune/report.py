@@ -177,12 +177,38 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
             for d in plan.diagnostics
         ],
         "warnings": list(extras.warnings),
+        "already_lean": _already_lean(plan),
     }
     if extras.max_size is not None:
         stripped = sum(int(x.get("bytes_saved", 0)) for x in extras.stripped)
         data["max_size"] = {"limit": extras.max_size, "exceeded": before - removed - stripped > extras.max_size}
     data.update(extras.extra)
     return data
+
+
+#: Below this share removed, the report says what the environment already lacks.
+_LEAN_PERCENT = 10.0
+
+
+def _already_lean(plan: Plan) -> Optional[dict[str, Any]]:
+    """Why little goes from an environment (uv's, or one pruned before): what a
+    pip-made venv carries that this one never had. None when a fair share goes anyway."""
+    inv = plan.inventory
+    if not inv.bytes_total or 100.0 * plan.bytes_removed / inv.bytes_total >= _LEAN_PERCENT:
+        return None
+    from collections import Counter
+
+    installers = Counter(d.installer.strip().lower() for d in inv.distributions if d.installer.strip())
+    installer = installers.most_common(1)[0][0] if installers else ""
+    names = {d.name for d in inv.distributions}
+    absent = [n for n in ("pip", "setuptools", "wheel") if n not in names]
+    if not any("__pycache__/" in f.path or f.path.endswith(".pyc") for f in inv.files):
+        absent.append("bytecode caches (__pycache__)")
+    if not absent:
+        return None
+    notes = {"uv": "uv installs no pip into the venv and compiles no bytecode unless asked "
+                   "(--compile-bytecode)"}
+    return {"installer": installer or None, "absent": absent, "note": notes.get(installer, "")}
 
 
 def _pct(part: int, whole: int) -> str:
@@ -278,6 +304,16 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
         for x in diags:
             where = f"{x['path']}: " if x["path"] else ""
             lines.append(f"  {x['level']}: {where}{x['message']}")
+    lean = d.get("already_lean")
+    if lean:
+        lines.append("")
+        by = f"installed by {lean['installer']}, " if lean["installer"] else ""
+        absent = lean["absent"]
+        listed = ", ".join(absent[:-1]) + f" or {absent[-1]}" if len(absent) > 1 else absent[0]
+        lines.append(f"Why so little goes: the environment is already lean ({by}it has no "
+                     f"{listed}); what stays is the distributions' code and data.")
+        if lean["note"]:
+            lines.append(f"  {lean['note']}; see 'By distribution' for what each one keeps.")
     if "max_size" in d:
         m = d["max_size"]
         verdict = "EXCEEDED" if m["exceeded"] else "ok"
