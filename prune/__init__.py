@@ -7,9 +7,10 @@ The library API, in pipeline order::
     env = locate("/opt/venv")
     plan = build_plan(scan(env), load_profile("aggressive"))
     print(render(plan, "text"))          # a dry run is just rendering the plan
-    result = apply_plan(plan)            # transactional: stage, (verify), commit
+    result = apply_plan(plan)            # the transaction alone: stage, commit (no verify, no strip)
 
-or everything at once with :func:`prune.pipeline.run` (``from prune import run, PruneRequest``).
+or the whole job as the command does it (verification and stripping included) with
+:func:`prune.pipeline.run` (``from prune import run, PruneRequest``).
 """
 
 from __future__ import annotations
