@@ -456,6 +456,7 @@ def profiles_command(name: Optional[str]) -> None:
     for r in prof.rules:
         flags = f" scope={r.scope}" if r.scope != "any" else ""
         flags += " import-check" if r.import_check else ""
+        flags += " evidence" if r.evidence else ""
         click.echo(f"  [{r.action}] {r.id} (from {r.profile}){flags}")
         click.echo(f"      {' '.join(r.patterns)}")
         click.echo(f"      {r.reason}")
@@ -463,7 +464,12 @@ def profiles_command(name: Optional[str]) -> None:
     click.echo("always protected (knowledge base):")
     for p in kb.protect:
         when = f" when {', '.join(p.when)} installed" if p.when else ""
-        click.echo(f"  {p.id}: {' '.join(p.patterns)}{when}")
+        scope = " (relative to the environment root)" if p.scope == "root" else ""
+        click.echo(f"  {p.id}: {' '.join(p.patterns)}{scope}{when}")
+    if kb.readers:
+        click.echo("read at run time beside the calling module (knowledge base):")
+        for rd in kb.readers:
+            click.echo(f"  {rd.id}: code calling {rd.call}() reads the {rd.suffix} file beside it")
 
 
 @cli.command("recover")

@@ -157,6 +157,8 @@ class DiskSources:
         self._sites = inventory.env.site_packages if inventory else ("",)
         self._inventory = inventory
         self._grep: Optional[GrepHits] = None
+        self._groups: list[frozenset[bytes]] = []
+        self._group_greps: list[GrepHits] = []
         self._links: frozenset[str] = frozenset()
 
     def _read(self, path: str) -> bytes:
@@ -188,20 +190,32 @@ class DiskSources:
         self._hints |= set(needles)
         self._asked_for.clear()
 
+    def hint_group(self, needles: Iterable[bytes]) -> None:
+        """Needles of a separate question (:mod:`prune.evidence`'s locators), answered by a
+        grep of their own so that they do not widen the answer to the hinted ones."""
+        self._groups.append(frozenset(needles))
+
     def prefetch(self) -> None:
-        """Start one grep for the hinted needles over the site-packages directories, in the
-        background: files it does not name are never read for those needles (see
-        :mod:`prune._grep`). Needs the inventory (which files are symlinks)."""
-        if self._inventory is None or not self._hints or self._grep is not None:
+        """Start one grep for the hinted needles (and one per hinted group) over the
+        site-packages directories, in the background: files it does not name are never read
+        for those needles (see :mod:`prune._grep`). Needs the inventory (which files are
+        symlinks)."""
+        if self._inventory is None or self._grep is not None or self._group_greps:
+            return
+        if not self._hints and not self._groups:
             return
         files = self._inventory.files
         self._links = frozenset(compress(map(itemgetter(0), files), map(itemgetter(2), files)))
-        self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
+        if self._hints:
+            self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
+        self._group_greps = [GrepHits(self._root, self._sites, _shortest(g)) for g in self._groups]
 
     def close(self) -> None:
-        """Stop a grep started by :meth:`prefetch` whose answer was never needed."""
+        """Stop the greps started by :meth:`prefetch` whose answer was never needed."""
         if self._grep is not None:
             self._grep.close()
+        for g in self._group_greps:
+            g.close()
 
     def _asked(self, needles: tuple[bytes, ...]) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
         """Every needle a read of a file answers (the hints and ``needles``), and the
@@ -215,9 +229,10 @@ class DiskSources:
     def may_contain(self, paths: Sequence[str], needles: tuple[bytes, ...]) -> list[str]:
         """The ``paths`` for which :meth:`contains` may answer True: all of them, less those
         the background grep rules out (one set lookup each)."""
-        if self._grep is None:
-            return list(paths)
-        return self._grep.possible(paths, needles, self._links)
+        found = list(paths)
+        for grep in ([self._grep] if self._grep is not None else []) + self._group_greps:
+            found = grep.possible(found, needles, self._links)
+        return found
 
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         if self._grep is not None and not self._grep.possible((path,), needles, self._links):
@@ -581,6 +596,8 @@ def _build_plan(inventory: Inventory, profile: Profile, options: PlanOptions,
         # import-checked rules' plain "name/" patterns.
         disk.hint(p.strip("/").encode() for r in profile.rules if r.import_check for p in r.patterns
                   if re.fullmatch(r"[A-Za-z_]\w*/", p))
+        if any(r.evidence for r in profile.rules) or knowledge.readers:
+            disk.hint_group(_locators(knowledge))
         disk.prefetch()
         sources = own = disk
     # Keep beats removing a whole distribution too: a distribution with a file that a keep
@@ -629,6 +646,9 @@ def _plan_once(
     installed = {d.name for d in inventory.distributions}
     protections = [_ProtectionMatcher(p) for p in knowledge.protect
                    if not p.when or any(canonicalize_name(w) in installed for w in p.when)]
+    # Protections of files outside site-packages (share/jupyter) match paths from the root.
+    root_protections = [m for m in protections if m.protection.scope == "root"]
+    protections = [m for m in protections if m.protection.scope != "root"]
     # Last match wins among removal rules (as in .gitignore): scanned from the last rule
     # back. A rule's scope says whether it applies inside site-packages, outside, or both.
     first_remove = {
@@ -643,6 +663,7 @@ def _plan_once(
     }
     first_keep = _FirstMatch(keep_matchers)
     first_protection = _FirstMatch(protections)
+    first_root_protection = _FirstMatch(root_protections)
 
     # Distribution decisions first: a removed distribution takes all its files.
     # A distribution's files lie mostly together in path order: summed run by run, with
@@ -731,7 +752,8 @@ def _plan_once(
         if st.remove_rule is None and not (gated and site is not None):
             continue
         # Protections, in order of precedence; the first that applies is reported.
-        reason = _protection(st, env.kind, meta_dirs, pth_protected, pth_below, existing, first_protection,
+        reason = _protection(st, env.kind, meta_dirs, pth_protected, pth_below, existing,
+                             first_root_protection if site is None else first_protection,
                              first_keep, keep_module_prefixes, trace_kept)
         if reason:
             st.saved_by, st.saved_reason = reason
@@ -747,6 +769,7 @@ def _plan_once(
     ep_modules = {ep.value.split(":", 1)[0].strip() for d in inventory.distributions
                   if d.name not in removed_dists for ep in d.entry_points}
     _import_check(states, sources, diagnostics, frozenset(ep_modules))
+    _keep_on_evidence(states, sources, knowledge)
     if removed_dists:
         # The graph's static scan skips test directories (code only tests run does not keep a
         # distribution). A test file that stays after all (kept code imports it, a keep
@@ -820,7 +843,7 @@ def _protection(
         return "sourceless-bytecode", "a .pyc module without its .py source: removing it removes the module"
     if path.endswith(".mo"):
         return "gettext-catalog", "compiled translations (.mo) are read at run time by gettext"
-    if site is not None:
+    if protections.matchers:
         protecting = protections.first(sub)
         if protecting is not None:
             assert isinstance(protecting, _ProtectionMatcher)
@@ -907,6 +930,74 @@ def _trace_gated(
                                             "(exec is invisible to a trace)")
             return
         st.remove_key = ("minimal-untraced", "(not reached by any trace)", profile.name, st.owner, True)
+
+
+def _locators(knowledge: Knowledge) -> tuple[bytes, ...]:
+    """What a source file that locates data on disk contains (see :mod:`prune.evidence`)."""
+    from .evidence import LOCATORS
+
+    return tuple(sorted(set(LOCATORS) | {r.call.encode() for r in knowledge.readers}))
+
+
+def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowledge: Knowledge) -> None:
+    """Keep the files that evidence-gated rules (stubs, C sources, docs, tests, share/) would
+    remove but their distribution's kept code reads at run time (:mod:`prune.evidence`).
+
+    Only the kept source files of distributions that own such a file are read, and of those
+    only the ones that locate data (the reader's grep rules the rest out). A file saved here
+    still loses its caches: the rule that matched before the gated one applies, as in the
+    import check.
+    """
+    from .evidence import Candidate, find_evidence
+    from .imports import is_evidence_file
+
+    read = getattr(sources, "read_bytes", None)
+    gated: list[_FileState] = []
+    optional = [o.spec for o in knowledge.read_optional]
+    for st in states:
+        rule = st.remove_rule
+        if (st.remove_key is not None and rule is not None and rule.rule.evidence and st.owner
+                and st.remove_key[0] == rule.rule.id
+                and not (optional and st.site is not None and any(o.match_file(st.sub) for o in optional))):
+            gated.append(st)
+    if not gated or read is None:
+        return
+    owners = {st.owner for st in gated}
+    # Code only tests or builds run (tests/, conftest.py, setup.py) is no evidence of a read
+    # at run time: a kept test module names its own data.
+    code_states = [st for st in states
+                   if st.remove_key is None and st.site is not None and st.owner in owners
+                   and st.entry.path.endswith(".py") and not st.entry.is_link
+                   and is_evidence_file(st.entry.path)]
+    locators = _locators(knowledge)
+    may_contain = getattr(sources, "may_contain", None)
+    paths = [st.entry.path for st in code_states]
+    maybe = set(may_contain(paths, locators)) if may_contain is not None else set(paths)
+    code: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for st in code_states:
+        if st.entry.path in maybe:
+            code[st.owner].append((st.entry.path, st.sub))
+    shallowest: dict[tuple[str, str], Optional[str]] = {}
+    candidates: list[Candidate] = []
+    for st in gated:
+        rule = st.remove_rule
+        assert rule is not None
+        where = st.sub.rpartition("/")[0]
+        memo = (rule.rule.id, where)
+        if memo not in shallowest:
+            shallowest[memo] = _shallowest_match(rule, where)
+        candidates.append(Candidate(st.sub, st.owner, rule.rule.id, shallowest[memo] or ""))
+    for i, ev in sorted(find_evidence(candidates, code, read, knowledge.readers).items()):
+        st = gated[i]
+        earlier = st.fallback_rule
+        if earlier is not None and not earlier.rule.evidence:
+            # Saving a docs/ directory does not save the caches inside it.
+            st.remove_rule = earlier
+            st.remove_key = (earlier.rule.id, "", earlier.rule.profile, st.owner, False)
+            continue
+        st.remove_key = None
+        st.saved_by = f"evidence:{ev.kind}"
+        st.saved_reason = ev.reason
 
 
 def _staying_test_code_needs(states: Sequence[_FileState], sources: SourceReader,

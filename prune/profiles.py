@@ -17,6 +17,7 @@ from typing import Any, Optional
 from pathspec import PathSpec
 
 from .errors import ProfileError
+from .evidence import SiblingReader
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,7 +91,9 @@ class Rule:
     ``patterns`` are gitwildmatch lines (``!`` negates within the rule); ``scope`` says which
     paths they see: ``site`` (relative to site-packages), ``root`` (relative to the
     environment root, files outside site-packages) or ``any``. ``import_check`` keeps a
-    matched directory that kept code imports. ``profile`` names where the rule came from.
+    matched directory that kept code imports. ``evidence`` (a rule keyed on a file type or a
+    directory name) keeps a matched file that its distribution's kept code reads at run time
+    (see :mod:`prune.evidence`). ``profile`` names where the rule came from.
     """
 
     id: str
@@ -101,11 +104,12 @@ class Rule:
     import_check: bool = False
     profile: str = ""
     spec: PathSpec[Any] = field(compare=False, repr=False, default=None)  # type: ignore[arg-type]
+    evidence: bool = False
 
 
 def make_rule(
     id: str, action: str, patterns: tuple[str, ...] | list[str], reason: str, *,
-    scope: str = "any", import_check: bool = False, profile: str = "",
+    scope: str = "any", import_check: bool = False, profile: str = "", evidence: bool = False,
 ) -> Rule:
     """Build a rule, compiling its patterns.
 
@@ -123,7 +127,7 @@ def make_rule(
         spec = PathSpec([])
     if problems:
         raise ProfileError("; ".join(problems))
-    return Rule(id, action, tuple(patterns), reason, scope, import_check, profile, spec)
+    return Rule(id, action, tuple(patterns), reason, scope, import_check, profile, spec, evidence)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ class Protection:
     source: str
     when: tuple[str, ...]
     spec: PathSpec[Any] = field(compare=False, repr=False, default=None)  # type: ignore[arg-type]
+    #: "site": patterns are relative to site-packages; "root": to the environment root, for
+    #: files outside site-packages (``share/jupyter``).
+    scope: str = "site"
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,10 @@ class Knowledge:
     optional: tuple[OptionalData, ...]
     dev_tools: tuple[tuple[str, str], ...]  # (canonical name or fnmatch pattern, what it is)
     dev_extras: tuple[str, ...] = ()  # extras installation alone does not activate ("tests")
+    readers: tuple[SiblingReader, ...] = ()  # code that reads the file beside its caller
+    # Read at run time when present, but the reader copes without them: evidence of the
+    # read does not keep them (jedi's bundled typeshed).
+    read_optional: tuple[Protection, ...] = ()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -220,7 +231,8 @@ def _parse(data: dict[str, Any], origin: str, problems: list[str]) -> tuple[dict
         pats = rule.get("patterns")
         if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats) or not pats:
             problems.append(f"{where} ({rule.get('id')}): 'patterns' must be a non-empty list of strings")
-        unknown = set(rule) - {"id", "action", "patterns", "reason", "scope", "import_check", "enabled"}
+        unknown = set(rule) - {"id", "action", "patterns", "reason", "scope", "import_check", "evidence",
+                               "enabled"}
         if unknown:
             problems.append(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     return settings, [r for r in rules if isinstance(r, dict)]
@@ -313,6 +325,7 @@ def load_profile(ref: str = "standard") -> Profile:
                     rid, str(raw.get("action", "remove")), list(raw.get("patterns") or []),
                     str(raw.get("reason", "")), scope=str(raw.get("scope", "any")),
                     import_check=bool(raw.get("import_check", False)), profile=name,
+                    evidence=bool(raw.get("evidence", False)),
                 )
             except ProfileError as exc:
                 problems.append(f"{name}: {exc}")
@@ -351,9 +364,14 @@ def load_knowledge() -> Knowledge:
         Protection(
             id=str(p["id"]), patterns=tuple(p["patterns"]), reason=str(p.get("reason", "")),
             source=str(p.get("source", "")), when=tuple(p.get("when", ())),
-            spec=compile_patterns(p["patterns"]),
+            spec=compile_patterns(p["patterns"]), scope=str(p.get("scope", "site")),
         )
         for p in data.get("protect", [])
+    )
+    readers = tuple(
+        SiblingReader(id=str(r["id"]), call=str(r["call"]), suffix=str(r["suffix"]),
+                      reason=str(r.get("reason", "")), source=str(r.get("source", "")))
+        for r in data.get("reads_beside", [])
     )
     optional = tuple(
         OptionalData(
@@ -371,4 +389,12 @@ def load_knowledge() -> Knowledge:
                 tools.append((str(entry["name"]), str(entry.get("reason", "development tool"))))
         dev_tools = tuple(tools)
     dev_extras = tuple(str(x) for x in (dev or {}).get("extras", ()))
-    return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools, dev_extras=dev_extras)
+    read_optional = tuple(
+        Protection(
+            id=str(p["id"]), patterns=tuple(p["patterns"]), reason=str(p.get("reason", "")),
+            source=str(p.get("source", "")), when=(), spec=compile_patterns(p["patterns"]),
+        )
+        for p in data.get("read_optional", [])
+    )
+    return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools, dev_extras=dev_extras,
+                     readers=readers, read_optional=read_optional)
