@@ -154,6 +154,7 @@ def find_evidence(
     """
     owners = {c.owner for c in candidates if c.owner}
     readers = tuple(readers)
+    locators = LOCATORS + tuple(r.call.encode() for r in readers)
     named: dict[str, _Named] = {}
     # Sibling files a reader reads, in site terms: sub -> (reader, the calling file).
     siblings: dict[str, tuple[SiblingReader, str]] = {}
@@ -161,7 +162,8 @@ def find_evidence(
         found = _Named({}, {}, {}, {})
         for path, sub in code.get(owner, ()):
             data = read(path)
-            if not data:
+            # The caller's grep is only a filter: a file that cannot locate data is no evidence.
+            if not data or not any(loc in data for loc in locators):
                 continue
             for r in readers:
                 if r.call.encode() in data and sub.endswith(".py"):

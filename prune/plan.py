@@ -1356,8 +1356,15 @@ def explain(plan: Plan, path: str) -> str:
             return (f"{rel} stays: rule '{k.rule}' matched it, but it is protected by "
                     f"{k.saved_by}: {k.reason}")
     found = _site_relative(rel, plan.inventory.env.site_packages)
+    if found is None:
+        for prot in load_knowledge().protect:
+            if prot.scope == "root" and (prot.spec.match_file(rel) or prot.spec.match_file(rel + "/")):
+                return (f"{rel} stays: protected by knowledge:{prot.id} (no profile removes it): "
+                        f"{prot.reason} ({prot.source})")
     if found is not None:
         for prot in load_knowledge().protect:
+            if prot.scope == "root":
+                continue
             if prot.spec.match_file(found[1]):
                 return (f"{rel} stays: protected by knowledge:{prot.id} (no profile removes it): "
                         f"{prot.reason} ({prot.source})")

@@ -114,6 +114,21 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
     for k in plan.kept:
         saved[k.saved_by][0] += k.bytes
         saved[k.saved_by][1] += 1
+    # Files kept because kept code reads them at run time (prune/evidence.py), per
+    # distribution, rule and kind of evidence, with what gave it.
+    evidence: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for k in plan.kept:
+        if not k.saved_by.startswith("evidence:"):
+            continue
+        group = evidence.setdefault((k.distribution, k.rule, k.saved_by), {
+            "distribution": k.distribution, "rule": k.rule, "saved_by": k.saved_by,
+            "bytes": 0, "files": 0, "reasons": [], "paths": []})
+        group["bytes"] += k.bytes
+        group["files"] += 1
+        if k.reason not in group["reasons"] and len(group["reasons"]) < 5:
+            group["reasons"].append(k.reason)
+        if len(group["paths"]) < 5:
+            group["paths"].append(_clean(k.path))
 
     data: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
@@ -164,6 +179,8 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
             {"saved_by": s, "bytes": v[0], "files": v[1]}
             for s, v in sorted(saved.items(), key=lambda kv: (-kv[1][0], kv[0]))
         ],
+        "kept_on_evidence": sorted(evidence.values(), key=lambda g: (-g["bytes"], g["distribution"],
+                                                                    g["rule"], g["saved_by"])),
         "largest_kept": [{"path": _clean(p), "bytes": b} for p, b in largest],
         "verification": {
             "status": extras.verification,
@@ -283,6 +300,15 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
         lines.append("Matched a rule but protected:")
         for p in d["protected"]:
             lines.append(f"  {human_bytes(p['bytes']):>10}  {p['files']:>7} files  {p['saved_by']}")
+    if d.get("kept_on_evidence"):
+        lines.append("")
+        lines.append("Kept because kept code reads them at run time (evidence):")
+        shown = d["kept_on_evidence"] if verbose else d["kept_on_evidence"][:10]
+        for g in shown:
+            lines.append(f"  {human_bytes(g['bytes']):>10}  {g['files']:>7} files  {g['distribution']} "
+                         f"[{g['rule']}] {g['saved_by']}: {g['reasons'][0]}")
+        if len(d["kept_on_evidence"]) > len(shown):
+            lines.append(f"  ... {len(d['kept_on_evidence']) - len(shown)} more (-v shows all)")
     if d["largest_kept"]:
         lines.append("")
         lines.append("Largest things that stay:")

@@ -1,0 +1,245 @@
+"""Evidence before removal (issue 15, kinds A and B): files a file-type or directory-name
+rule matches stay when kept code reads them at run time, and the report says why.
+
+Each mechanism is reproduced by a small synthetic distribution installed into a real venv
+(the loader, where one exists, is the real package from the index), pruned for real with
+standard and aggressive, then exercised. The real cases (nbconvert; scikit-image in the slow
+tier) follow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from synth import SITE, add_dist
+
+from prune.env import locate
+from prune.plan import build_plan, explain
+from prune.profiles import load_profile
+from prune.scan import scan
+
+VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
+PROFILES = ("standard", "aggressive")
+
+
+def _prune(env: Path, profile: str, check: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_PRUNE), str(env), "--profile", profile, "--check", check, "--format", "json"],
+        capture_output=True, text=True, timeout=900,
+    )
+
+
+def _report(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def _kept_on_evidence(report: dict, distribution: str) -> int:  # type: ignore[type-arg]
+    return sum(g["bytes"] for g in report["kept_on_evidence"] if g["distribution"] == distribution)
+
+
+# --------------------------------------------------------------------------- kind A: stubs
+
+_ATTACH = "import lazy_loader as lazy\n__getattr__, __dir__, __all__ = lazy.attach_stub(__name__, __file__)\n"
+_STUB_PKG = {
+    "imgkit/__init__.py": _ATTACH,
+    "imgkit/__init__.pyi": "from . import filters as filters\n",
+    "imgkit/filters/__init__.py": _ATTACH,
+    "imgkit/filters/__init__.pyi": "from ._otsu import threshold as threshold\n",
+    "imgkit/filters/_otsu.py": "def threshold(xs):\n    return sum(xs) / len(xs)\n",
+    # A stub nothing parses at run time: the rule still removes it.
+    "imgkit/filters/_otsu.pyi": "def threshold(xs: list[float]) -> float: ...\n" + "# padding\n" * 200,
+}
+_STUB_CHECK = "python -c 'from imgkit import filters; assert filters.threshold([1, 3]) == 2'"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_stubs_that_lazy_loader_parses_at_import_stay(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """scikit-image's mechanism (case 1): ``lazy_loader.attach_stub(__name__, __file__)`` parses
+    the ``.pyi`` beside the module when the package is imported; the type-stubs rule must
+    not take it."""
+    env = fresh_venv(["lazy-loader==0.6"])
+    add_dist(env, "imgkit", _STUB_PKG, requires=("lazy-loader",))
+    report = _report(_prune(env, profile, _STUB_CHECK))
+    pkg = env / SITE / "imgkit"
+    assert (pkg / "__init__.pyi").exists() and (pkg / "filters" / "__init__.pyi").exists()
+    assert not (pkg / "filters" / "_otsu.pyi").exists(), "a stub nothing parses still goes"
+    assert report["totals"]["bytes_removed"] > 0
+    assert any(g["saved_by"] == "evidence:reader:lazy-loader-stubs" and g["files"] == 2
+               for g in report["kept_on_evidence"]), report["kept_on_evidence"]
+    subprocess.run([str(env / "bin" / "python"), "-c",
+                    "from imgkit import filters; assert filters.threshold([1, 3]) == 2"], check=True)
+
+
+# ------------------------------------------------ kind A: files named by the owner's code
+
+_DATA_PKG = {
+    # Compiles its runtime C helper at import, as triton's driver.py and mypyc do.
+    "jitkit/__init__.py": textwrap.dedent('''\
+        import glob, os
+        HERE = os.path.dirname(__file__)
+        with open(os.path.join(HERE, "driver.c")) as fh:
+            DRIVER = fh.read()
+        HEADERS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(HERE, "rt", "*.h")))
+        assert len(HEADERS) == 2, HEADERS
+        EXAMPLES = sorted(os.listdir(os.path.join(HERE, "examples")))
+        assert len(EXAMPLES) == 1, EXAMPLES
+        with open(os.path.join(HERE, "tests/data/reference.json")) as fh:
+            REFERENCE = fh.read()
+        '''),
+    "jitkit/driver.c": "int driver(void) { return 1; }\n" * 20,
+    "jitkit/rt/a.h": "#define A 1\n" * 20,
+    "jitkit/rt/b.h": "#define B 1\n" * 20,
+    "jitkit/examples/demo.txt": "an example the package lists at run time\n",
+    "jitkit/tests/data/reference.json": '{"expected": 1}\n',
+    "jitkit/tests/test_jit.py": "def test_ok():\n    assert True\n" * 20,
+    # Named by nothing: these go.
+    "jitkit/unused.pyx": "def f(): pass\n" * 50,
+    "jitkit/docs/guide.txt": "documentation nobody reads at run time\n" * 50,
+}
+_DATA_CHECK = "python -c 'import jitkit; assert jitkit.DRIVER and jitkit.REFERENCE'"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_files_the_owning_distribution_reads_stay(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """C sources and headers, an examples directory and test data that the distribution's
+    own code opens by name, by type (``*.h``) and by directory stay; what it does not name
+    goes."""
+    env = fresh_venv()
+    add_dist(env, "jitkit", _DATA_PKG)
+    report = _report(_prune(env, profile, _DATA_CHECK))
+    pkg = env / SITE / "jitkit"
+    for kept in ("driver.c", "rt/a.h", "rt/b.h", "examples/demo.txt", "tests/data/reference.json"):
+        assert (pkg / kept).exists(), kept
+    for gone in ("unused.pyx", "docs/guide.txt", "tests/test_jit.py"):
+        assert not (pkg / gone).exists(), gone
+    kinds = {g["saved_by"] for g in report["kept_on_evidence"] if g["distribution"] == "jitkit"}
+    assert kinds == {"evidence:file-name", "evidence:extension", "evidence:directory"}, kinds
+    assert report["totals"]["bytes_removed"] > 0
+    subprocess.run([str(env / "bin" / "python"), "-c", "import jitkit"], check=True)
+
+
+def test_explain_and_text_report_say_what_evidence_kept(tmp_path: Path) -> None:
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "jitkit", _DATA_PKG)
+    plan = build_plan(scan(locate(root)), load_profile("standard"))
+    why = explain(plan, f"{SITE}/jitkit/driver.c")
+    assert "stays" in why and "evidence:file-name" in why and "'driver.c'" in why and "jitkit/__init__.py" in why
+    assert "is removed" in explain(plan, f"{SITE}/jitkit/unused.pyx")
+    from prune.report import render
+
+    text = render(plan, "text")
+    assert "Kept because kept code reads them at run time" in text and "jitkit [c-sources]" in text
+
+
+def test_test_code_and_code_that_cannot_locate_files_are_no_evidence(tmp_path: Path) -> None:
+    """A name in test code, or in a module that never locates a file (no ``__file__``,
+    importlib.resources, ...), keeps nothing; nor does naming a test suite's directory."""
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "quiet", {
+        "quiet/__init__.py": "NAMES = ['helper.c', '*.h', 'examples']\n",
+        "quiet/runner.py": "import os\nSKIP = os.path.join(os.path.dirname(__file__), 'tests')\n",
+        "quiet/tests/test_x.py": "import os\nP = os.path.join(os.path.dirname(__file__), 'helper.c')\n",
+        "quiet/tests/conftest.py": "",
+        "quiet/helper.c": "int x;\n",
+        "quiet/inc/y.h": "int y;\n",
+        "quiet/examples/e.txt": "e\n",
+    })
+    plan = build_plan(scan(locate(root)), load_profile("standard"))
+    gone = {a.path for a in plan.actions}
+    for rel in ("helper.c", "inc/y.h", "examples", "tests"):
+        assert f"{SITE}/quiet/{rel}" in gone, (rel, sorted(gone))
+    assert not [k for k in plan.kept if k.saved_by.startswith("evidence")]
+
+
+# --------------------------------------------------------------------------- kind B: share/
+
+_SHARE_PKG = {
+    "tplkit/__init__.py": textwrap.dedent('''\
+        import os, sys
+        def template(name):
+            with open(os.path.join(sys.prefix, "share", "tplkit", "templates", name)) as fh:
+                return fh.read()
+        ICON = os.path.join(sys.prefix, "share", "icons", "tplkit.svg")
+        '''),
+    "../../../share/tplkit/templates/lab.tpl": "<html>{{ body }}</html>\n",
+    "../../../share/icons/tplkit.svg": "<svg/>\n",
+    "../../../share/man/man1/tplkit.1": ".TH tplkit 1\n" * 50,
+    "../../../share/applications/tplkit.desktop": "[Desktop Entry]\nName=tplkit\n" * 10,
+    "../../../share/jupyter/kernels/tplkit/kernel.json": '{"argv": ["python"]}\n',
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_share_data_a_kept_distribution_installed_stays(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """nbconvert's mechanism (case 2): data a kept distribution installed into share/ (its
+    RECORD lists it) is read through sys.prefix; man pages and desktop entries nothing
+    reads go, an icon the code names stays, share/jupyter is protected."""
+    env = fresh_venv()
+    add_dist(env, "tplkit", _SHARE_PKG)
+    report = _report(_prune(env, profile, "python -c 'import tplkit; assert tplkit.template(\"lab.tpl\")'"))
+    share = env / "share"
+    assert (share / "tplkit" / "templates" / "lab.tpl").exists()
+    assert (share / "jupyter" / "kernels" / "tplkit" / "kernel.json").exists()
+    assert (share / "icons" / "tplkit.svg").exists()
+    assert not (share / "man" / "man1" / "tplkit.1").exists()
+    assert not (share / "applications" / "tplkit.desktop").exists()
+    assert report["totals"]["bytes_removed"] > 0
+
+
+def test_share_data_of_a_removed_distribution_goes(tmp_path: Path) -> None:
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": ""})
+    add_dist(root, "tplkit", _SHARE_PKG, requested=False)
+    plan = build_plan(scan(locate(root)), load_profile("standard"), _roots("app"))
+    gone = [a.path for a in plan.actions]
+    for rel in ("share/tplkit/templates/lab.tpl", "share/jupyter/kernels/tplkit/kernel.json"):
+        assert any(rel == g or rel.startswith(g + "/") for g in gone), (rel, gone)
+
+
+def _roots(*names: str):  # type: ignore[no-untyped-def]
+    from prune.plan import PlanOptions
+
+    return PlanOptions(roots=names)
+
+
+# ------------------------------------------------------------------------------ real cases
+
+_NB_CHECK = ("python -c 'import nbformat; from nbconvert import HTMLExporter; "
+             "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(\"# hi\")]); "
+             "body, _ = HTMLExporter(template_name=\"lab\").from_notebook_node(nb); assert \"hi\" in body'")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_nbconvert_lab_template_after_pruning(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """Case 2: nbconvert 7.17.2 reads share/jupyter/nbconvert/templates through sys.prefix."""
+    env = fresh_venv(["nbconvert==7.17.2"])
+    report = _report(_prune(env, profile, _NB_CHECK))
+    assert (env / "share" / "jupyter" / "nbconvert" / "templates" / "lab").is_dir()
+    assert report["totals"]["bytes_removed"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", PROFILES)
+def test_scikit_image_filters_and_measure_after_pruning(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """Case 1: scikit-image 0.26.0's subpackages load through lazy_loader.attach_stub."""
+    env = fresh_venv(["scikit-image==0.26.0", "lazy-loader==0.6", "numpy==2.4.6", "scipy==1.17.1"])
+    check = ("python -c 'import numpy as np; from skimage import filters, measure; "
+             "a = np.zeros((8, 8)); a[2:5, 2:5] = 1.0; t = filters.threshold_otsu(a); "
+             "assert measure.label(a > t).max() == 1'")
+    report = _report(_prune(env, profile, check))
+    assert report["totals"]["bytes_removed"] > 0
+    assert _kept_on_evidence(report, "scikit-image") > 0
+    assert (env / SITE / "skimage" / "filters" / "__init__.pyi").exists()
