@@ -230,10 +230,15 @@ class Restorer:
                                  f"refusing to restore {rel} through it")
 
     def _set_meta(self, path: str, meta: tuple[int, int, int]) -> None:
+        """Give a directory its recorded mode and owner; nothing is written where they already
+        match (a directory that never left, perhaps on a read-only mount)."""
         mode, uid, gid = meta
-        if uid >= 0 and os.geteuid() == 0:
+        st = os.lstat(path)
+        if uid >= 0 and os.geteuid() == 0 and (st.st_uid, st.st_gid) != (uid, gid):
             os.lchown(path, uid, gid)
-        os.chmod(path, mode)
+            st = os.lstat(path)
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
 
     def _put(self, stashed: str, rel: str) -> None:
         dst = os.path.join(self.root, rel)

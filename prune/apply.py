@@ -387,21 +387,35 @@ _MARKER_TEXT = "venv-prune keeps its journal and stash here while a run is live;
 ASIDE = "aside"
 
 
-def _state_is_ours(sdir: Path) -> bool:
-    """:raises UnsafePath: ``sdir`` exists but is not a directory venv-prune made."""
+def _state_kind(sdir: Path) -> str:
+    """"absent", "ours" (a real directory with venv-prune's marker) or "foreign"."""
     try:
         st = os.lstat(sdir)
     except FileNotFoundError:
-        return False
+        return "absent"
+    if not stat.S_ISDIR(st.st_mode):
+        return "foreign"
     marker = sdir / MARKER
-    if stat.S_ISDIR(st.st_mode) and not os.listdir(sdir):
+    if os.path.isfile(marker) and not os.path.islink(marker):
+        return "ours"
+    return "empty" if not os.listdir(sdir) else "foreign"
+
+
+def _state_is_ours(sdir: Path) -> bool:
+    """Whether ``sdir`` exists (and is venv-prune's).
+
+    :raises UnsafePath: ``sdir`` exists but is not a directory venv-prune made.
+    """
+    kind = _state_kind(sdir)
+    if kind == "empty":
         # A kill between creating the directory and writing its marker leaves it empty;
         # deleting an empty directory loses nothing, so it is adopted.
-        marker.write_text(_MARKER_TEXT, encoding="utf-8")
-    if not stat.S_ISDIR(st.st_mode) or not os.path.isfile(marker) or os.path.islink(marker):
+        (sdir / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+        kind = "ours"
+    if kind == "foreign":
         raise UnsafePath(f"{sdir}: exists but venv-prune did not create it (a symlink, a file, or a "
                          f"directory without its {MARKER} marker); move it away, then run again")
-    return True
+    return kind == "ours"
 
 
 def _open_state(txn: _Txn) -> None:
@@ -409,7 +423,7 @@ def _open_state(txn: _Txn) -> None:
     of venv-prune's own is cleared, keeping what an earlier rollback moved aside."""
     if _state_is_ours(txn.sdir):
         _clear_state(txn.sdir)
-    else:
+    if not os.path.lexists(txn.sdir):
         txn.sdir.mkdir(mode=0o700)
         (txn.sdir / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
     txn.stash.mkdir()
@@ -419,7 +433,7 @@ def _open_state(txn: _Txn) -> None:
 def _clear_state(sdir: Path) -> None:
     """Delete a state directory of venv-prune's own, or, when an earlier rollback moved
     recreated content aside, everything in it but that and the marker."""
-    if not _state_is_ours(sdir):
+    if _state_kind(sdir) != "ours":
         return
     aside = sdir / ASIDE
     if not (aside.is_dir() and not aside.is_symlink() and any(aside.iterdir())):
@@ -489,6 +503,7 @@ def apply_plan(
         for r in replacements:
             check_under_root(env.root, r.path, resolved)
         sdir = state_dir(env)
+        _state_is_ours(sdir)  # refuse a foreign state directory before anything else
         txn = _Txn(env.root, sdir, sdir / "stash")
         with _SignalGate() as gate:
             return _transact(txn, plan, gate, verifier, replacements, prepare, progress)
@@ -719,8 +734,8 @@ def _abort(txn: _Txn) -> None:
 
 def _rollback(txn: _Txn) -> int:
     """Undo every staged step, newest first; returns how many were undone."""
-    if not os.path.lexists(txn.sdir) or not _state_is_ours(txn.sdir):
-        return 0
+    if _state_kind(txn.sdir) != "ours":
+        return 0  # nothing of ours was created: nothing was staged
     log = SplitLog.load(txn.sdir / SPLITS)
     splits = {k: v for k, v in log.dirs.items() if plain_relative(k)}
     restorer = Restorer(txn.root, txn.sdir / ASIDE, splits)

@@ -126,7 +126,9 @@ def _find_python(root: Path, version: Optional[tuple[int, int]]) -> Optional[Pat
         names.insert(0, f"python{version[0]}.{version[1]}")
     for name in names:
         exe = root / "bin" / name
-        if exe.exists() and os.access(exe, os.X_OK):
+        # os.access and isfile answer False where the link's target cannot be reached (EACCES
+        # for another user); Path.exists raised PermissionError there.
+        if os.access(exe, os.X_OK) and os.path.isfile(exe):
             return exe
     return None
 
