@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,8 @@ class PruneRequest:
     traces: tuple[str, ...] = ()
     jobs: int = 2
     timeout: float = 120.0
+    #: Time the REQUESTED distributions' imports before and after (the report's start-up line).
+    measure_startup: bool = True
 
 
 @dataclass(frozen=True)
@@ -220,8 +223,11 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
         options = replace(options, trace_paths=topts.trace_paths, trace_dirs=topts.trace_dirs,
                           trace_modules=topts.trace_modules, has_trace=True,
                           trace_commands=topts.trace_commands)
+    started = time.perf_counter()
     inventory = scan(env, progress=progress)
+    scanned = time.perf_counter()
     plan = build_plan(inventory, profile, options)
+    before_apply = [("scan", scanned - started), ("plan", time.perf_counter() - scanned)]
     strip = profile.strip if request.strip is None else request.strip
 
     if request.dry_run:
@@ -254,6 +260,15 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
         if strip_warning:
             warnings.append(strip_warning)
 
+    startup = None
+    if request.measure_startup:
+        from . import startup as startupmod
+
+        if progress:
+            progress("timing the imports of the distributions installed by name (start-up)")
+        timed = time.perf_counter()
+        startup = startupmod.measure_before(env, plan, options.bytecode or profile.bytecode)
+        before_apply.append(("startup", time.perf_counter() - timed))
     try:
         result = apply_plan(plan, verifier=verifier, prepare=prepare, progress=progress)
     except VerificationFailed as exc:
@@ -269,8 +284,15 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     stripped = tuple(
         {"path": r.path, "bytes_saved": r.bytes_saved, "detail": r.detail} for r in result.replacements
     )
-    extras = Extras(dry_run=False, verification=status, timings=result.timings, stripped=stripped,
-                    warnings=tuple(warnings))
+    timings = before_apply + [t for t in result.timings if t[0] != "total"]
+    if startup is not None:
+        timed = time.perf_counter()
+        startup = startupmod.measure_after(env, startup)
+        timings = [(k, v + time.perf_counter() - timed if k == "startup" else v) for k, v in timings]
+    # "total" is this call's wall time, scan to the end (the command adds what follows).
+    timings.append(("total", time.perf_counter() - started))
+    extras = Extras(dry_run=False, verification=status, timings=tuple(timings), stripped=stripped,
+                    warnings=tuple(warnings), startup=startup)
     return Outcome(plan, result, extras, tuple(warnings))
 
 

@@ -42,3 +42,21 @@ def test_dry_run_estimates_what_strip_saves(fresh_venv: Callable[..., Path]) -> 
     removed = before - du_sb(env)
     assert abs(estimated - removed) <= 0.10 * removed, (estimated, removed)
     assert abs(estimated_strip - real["totals"]["bytes_saved_by_strip"]) <= 0.02 * estimated_strip
+
+
+def test_report_states_the_startup_cost_of_dropping_bytecode(fresh_venv: Callable[..., Path]) -> None:
+    # pip compiles what it installs; the default drops the caches, so every cold start
+    # compiles the sources again. The report times the REQUESTED distributions' imports
+    # before and after, without writing a cache itself (-B).
+    env = fresh_venv(["requests==2.32.5"])
+    code, report, err = prune(env)
+    assert code == 0, err
+    startup = report["startup"]
+    assert startup["bytecode"] == "drop" and "requests" in startup["modules"]
+    assert "pip" not in startup["modules"] and "requests" in startup["distributions"]
+    assert 0 < startup["seconds_before"] < startup["seconds_after"], startup
+    assert not list(env.rglob("__pycache__")), "timing the imports wrote caches"
+    assert report["timings"]["startup"] > 0
+    proc = subprocess.run([str(VENV_PRUNE), str(fresh_venv(["requests==2.32.5"]))], capture_output=True, text=True)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("Start-up ("))
+    assert "import requests" in line and " s before, " in line and "bytecode drop:" in line
