@@ -296,6 +296,9 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
             click.echo(explain(outcome.plan, p))
         return
     extras_ = outcome.extras
+    if output and extras_.layer_note:
+        # The copy was made by this run, in this layer: deleting from it does shrink the layer.
+        extras_ = Extras(**{**extras_.__dict__, "layer_note": None})
     if limit is not None:
         extras_ = Extras(**{**extras_.__dict__, "max_size": limit})
     if bytecode == "compile" and not dry_run and outcome.result is not None:

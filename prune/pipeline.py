@@ -18,6 +18,7 @@ from ._lock import env_lock
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
 from .errors import UsageError, VerificationFailed
+from .layers import layer_note
 from .model import Plan
 from .plan import PlanOptions, build_plan
 from .profiles import load_profile
@@ -229,6 +230,7 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     plan = build_plan(inventory, profile, options)
     before_apply = [("scan", scanned - started), ("plan", time.perf_counter() - scanned)]
     strip = profile.strip if request.strip is None else request.strip
+    layer = layer_note(env.root)
 
     if request.dry_run:
         estimate: tuple[dict[str, Any], ...] = ()
@@ -236,7 +238,7 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
             estimate, strip_warning = _strip_estimate(env, plan)
             warnings += [strip_warning] if strip_warning else []
         extras = Extras(dry_run=True, verification="not run (dry run)", warnings=tuple(warnings),
-                        stripped=estimate)
+                        stripped=estimate, layer_note=layer)
         return Outcome(plan, None, extras, tuple(warnings))
 
     verifier: Optional[ImportVerifier] = None
@@ -277,7 +279,7 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
             dry_run=False, verification="failed (rolled back)",
             failures=tuple({"kind": f.kind, "name": f.name, "distribution": f.distribution,
                             "error": f.error, "rules": list(f.rules)} for f in res.failures),
-            timings=res.timings, warnings=tuple(warnings),
+            timings=res.timings, warnings=tuple(warnings), layer_note=layer,
         )
         exc.outcome = Outcome(plan, res, extras, tuple(warnings))  # type: ignore[attr-defined]
         raise
@@ -292,7 +294,7 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     # "total" is this call's wall time, scan to the end (the command adds what follows).
     timings.append(("total", time.perf_counter() - started))
     extras = Extras(dry_run=False, verification=status, timings=tuple(timings), stripped=stripped,
-                    warnings=tuple(warnings), startup=startup)
+                    warnings=tuple(warnings), startup=startup, layer_note=layer)
     return Outcome(plan, result, extras, tuple(warnings))
 
 

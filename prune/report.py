@@ -36,6 +36,8 @@ class Extras:
     warnings: tuple[str, ...] = ()
     max_size: Optional[int] = None
     startup: Optional[dict[str, Any]] = None
+    #: The layer rule (prune.layers.LAYER_RULE) when the environment lies on overlayfs.
+    layer_note: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -202,6 +204,7 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         ],
         "warnings": list(extras.warnings),
         "already_lean": _already_lean(plan),
+        "layer_rule": extras.layer_note,
     }
     if extras.max_size is not None:
         data["max_size"] = {"limit": extras.max_size, "exceeded": after > extras.max_size}
@@ -274,6 +277,8 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
                     if t["bytes_added_by_bytecode"] else ""))
     status = d["verification"]["status"]
     lines.append(f"  verification: {status}")
+    if d.get("layer_rule"):
+        lines.append(f"  layers: {d['layer_rule']}")
     if d["timings"]:
         total = d["timings"].get("total")
         parts = [f"{k} {v:.1f}s" for k, v in d["timings"].items() if k != "total"]
@@ -383,6 +388,8 @@ def _render_markdown(d: dict[str, Any]) -> str:
     out = [f"# venv-prune report: `{d['target']['root']}`", ""]
     out.append(f"Profile **{d['profile']}**{' (dry run)' if d['dry_run'] else ''}, "
                f"verification: {d['verification']['status']}.")
+    if d.get("layer_rule"):
+        out += ["", f"Layers: {d['layer_rule']}."]
     out.append("")
     out.append("| | bytes | files |")
     out.append("|---|---:|---:|")
