@@ -278,6 +278,11 @@ def write_results_md() -> Path:
     overlay = c.RESULTS_DIR / "overlay.md"  # benchmarks/overlay.py (issue 14)
     if overlay.is_file():
         parts.append(overlay.read_text())
+    sizes_file = c.RESULTS_DIR / "docker_sizes.json"
+    if sizes_file.is_file():  # python benchmarks/docker_sizes.py (issue 14)
+        from docker_sizes import render_section
+
+        parts.append(render_section(json.loads(sizes_file.read_text())))
     notes = c.BENCH_DIR / "observations.md"
     if notes.is_file():
         parts.append(notes.read_text())

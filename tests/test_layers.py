@@ -11,7 +11,8 @@ from prune.report import Extras
 # Shaped as Docker's overlay2 root of a build container looks from inside it, plus a bind
 # mount, a tmpfs and a mount point with an escaped space.
 MOUNTINFO = """\
-616 515 0:52 / / rw,relatime master:283 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A:/var/lib/docker/overlay2/l/B,upperdir=/var/lib/docker/overlay2/x/diff,workdir=/var/lib/docker/overlay2/x/work
+616 515 0:52 / / rw,relatime master:283 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A:\
+/var/lib/docker/overlay2/l/B,upperdir=/var/lib/docker/overlay2/x/diff,workdir=/var/lib/docker/overlay2/x/work
 617 616 0:55 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
 620 616 254:1 /srv/data /data rw,relatime - ext4 /dev/vda1 rw
 621 620 0:60 / /data/tmp rw,relatime - tmpfs tmpfs rw
