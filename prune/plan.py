@@ -157,8 +157,6 @@ class DiskSources:
         self._sites = inventory.env.site_packages if inventory else ("",)
         self._inventory = inventory
         self._grep: Optional[GrepHits] = None
-        self._groups: list[frozenset[bytes]] = []
-        self._group_greps: list[GrepHits] = []
         self._links: frozenset[str] = frozenset()
 
     def _read(self, path: str) -> bytes:
@@ -190,32 +188,20 @@ class DiskSources:
         self._hints |= set(needles)
         self._asked_for.clear()
 
-    def hint_group(self, needles: Iterable[bytes]) -> None:
-        """Needles of a separate question (:mod:`prune.evidence`'s locators), answered by a
-        grep of their own so that they do not widen the answer to the hinted ones."""
-        self._groups.append(frozenset(needles))
-
     def prefetch(self) -> None:
-        """Start one grep for the hinted needles (and one per hinted group) over the
-        site-packages directories, in the background: files it does not name are never read
-        for those needles (see :mod:`prune._grep`). Needs the inventory (which files are
-        symlinks)."""
-        if self._inventory is None or self._grep is not None or self._group_greps:
-            return
-        if not self._hints and not self._groups:
+        """Start one grep for the hinted needles over the site-packages directories, in the
+        background: files it does not name are never read for those needles (see
+        :mod:`prune._grep`). Needs the inventory (which files are symlinks)."""
+        if self._inventory is None or not self._hints or self._grep is not None:
             return
         files = self._inventory.files
         self._links = frozenset(compress(map(itemgetter(0), files), map(itemgetter(2), files)))
-        if self._hints:
-            self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
-        self._group_greps = [GrepHits(self._root, self._sites, _shortest(g)) for g in self._groups]
+        self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
 
     def close(self) -> None:
-        """Stop the greps started by :meth:`prefetch` whose answer was never needed."""
+        """Stop a grep started by :meth:`prefetch` whose answer was never needed."""
         if self._grep is not None:
             self._grep.close()
-        for g in self._group_greps:
-            g.close()
 
     def _asked(self, needles: tuple[bytes, ...]) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
         """Every needle a read of a file answers (the hints and ``needles``), and the
@@ -229,10 +215,9 @@ class DiskSources:
     def may_contain(self, paths: Sequence[str], needles: tuple[bytes, ...]) -> list[str]:
         """The ``paths`` for which :meth:`contains` may answer True: all of them, less those
         the background grep rules out (one set lookup each)."""
-        found = list(paths)
-        for grep in ([self._grep] if self._grep is not None else []) + self._group_greps:
-            found = grep.possible(found, needles, self._links)
-        return found
+        if self._grep is None:
+            return list(paths)
+        return self._grep.possible(paths, needles, self._links)
 
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         if self._grep is not None and not self._grep.possible((path,), needles, self._links):
@@ -597,7 +582,9 @@ def _build_plan(inventory: Inventory, profile: Profile, options: PlanOptions,
         disk.hint(p.strip("/").encode() for r in profile.rules if r.import_check for p in r.patterns
                   if re.fullmatch(r"[A-Za-z_]\w*/", p))
         if any(r.evidence for r in profile.rules) or knowledge.readers:
-            disk.hint_group(_locators(knowledge))
+            # One grep answers both questions: a second pass over every file cost more (in
+            # opens) than the few extra files the wider answer makes the import check read.
+            disk.hint(_locators(knowledge))
         disk.prefetch()
         sources = own = disk
     # Keep beats removing a whole distribution too: a distribution with a file that a keep
