@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import NoReturn
 
-__all__ = ["main", "SUBCOMMANDS", "COMPLETE_VAR"]
+__all__ = ["main", "SUBCOMMANDS", "COMPLETE_VAR", "STARTED"]
+
+#: The process's start as the command sees it (the report's time counts from here).
+STARTED = time.perf_counter()
 
 #: click's shell completion: ``_VENV_PRUNE_COMPLETE=bash_source venv-prune`` prints the
 #: script; while it is set the command completes words and prunes nothing.

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -308,9 +309,9 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
     for w in outcome.warnings:
         if not quiet:
             _warn(w)
+    extras_ = _wall_time(extras_)
     _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
-    stripped = sum(int(x.get("bytes_saved", 0)) for x in extras_.stripped)
-    if limit is not None and outcome.plan.inventory.bytes_total - outcome.plan.bytes_removed - stripped > limit:
+    if limit is not None and _size_after(outcome.plan, extras_) > limit:
         click.echo(f"venv-prune: size gate: result exceeds --max-size {max_size}", err=True)
         sys.exit(1)
 
@@ -424,8 +425,41 @@ def _compile_bytecode(outcome: Any, extras_: Extras, optimize: int, progress: An
             "--bytecode compile needs an interpreter (--python EXE); nothing compiled",)})
     if progress:
         progress("compiling bytecode (unchecked-hash)")
-    summary = compile_environment(env, optimize=optimize)
-    return Extras(**{**extras_.__dict__, "bytecode": summary})
+    started = time.perf_counter()
+    # The report's start-up line (issue 17) times the REQUESTED distributions' imports
+    # before the prune and after the compile; compileall's own timing would repeat it.
+    summary = compile_environment(env, optimize=optimize, measure=extras_.startup is None)
+    timings = [*extras_.timings, ("compile", time.perf_counter() - started)]
+    startup = extras_.startup
+    if startup is not None:
+        from .bytecode import _optimize_flags
+        from .startup import measure_after
+
+        started = time.perf_counter()
+        startup = measure_after(env, startup, bytecode="compile", flags=_optimize_flags(optimize))
+        timings.append(("startup after compile", time.perf_counter() - started))
+    return Extras(**{**extras_.__dict__, "bytecode": summary, "startup": startup, "timings": tuple(timings)})
+
+
+def _size_after(plan: Any, extras_: Extras) -> int:
+    """Bytes that stay, as the report's header says: stripping and compiled caches counted."""
+    from .report import summarise
+
+    return int(summarise(plan, extras_)["totals"]["bytes_after"])
+
+
+#: When the command started (the launcher's clock, or main()'s when called in-process).
+_STARTED: list[Optional[float]] = [None]
+
+
+def _wall_time(extras_: Extras) -> Extras:
+    """The header's time is the command's wall time, start to report: the run's own total
+    leaves out starting Python, the imports and what follows it (compile, relocate)."""
+    if _STARTED[0] is None or not extras_.timings:
+        return extras_
+    timings = [(k, v) for k, v in extras_.timings if k != "total"]
+    timings.append(("total", time.perf_counter() - _STARTED[0]))
+    return Extras(**{**extras_.__dict__, "timings": tuple(timings)})
 
 
 @cli.command("profiles")
@@ -494,6 +528,9 @@ def recover_command(path: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console-script entry point. Returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from . import _launch
+
+    _STARTED[0] = _launch.STARTED if argv is None else time.perf_counter()
     if not args and COMPLETE_VAR not in os.environ:  # click's completion runs with no arguments
         click.echo("venv-prune: error: missing PATH; e.g. 'venv-prune /opt/venv --profile aggressive' "
                    "(see 'venv-prune --help')", err=True)

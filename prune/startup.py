@@ -30,7 +30,7 @@ _SEEDED = frozenset({"pip", "setuptools", "wheel", "pkg_resources", "_distutils_
 _MAX_MODULES = 20
 #: Best of up to three runs, fewer when one run is slow (the sample is then already large).
 _RUNS = 3
-_BUDGET_SECONDS = 4.0
+_BUDGET_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ _TIMER = (
 
 def time_imports(env: Environment, modules: Sequence[str], *, flags: Sequence[str] = ()) -> Optional[tuple[float, tuple[str, ...]]]:
     """Seconds to import ``modules`` in a fresh target interpreter (best of up to three runs,
-    fewer past a four-second budget), and the modules that imported; None when there is no
+    fewer past a two-second budget), and the modules that imported; None when there is no
     interpreter, nothing to import or nothing imported. Writes nothing (``-B``)."""
     from .bytecode import _measure_env, _run
 

@@ -60,3 +60,25 @@ def test_report_states_the_startup_cost_of_dropping_bytecode(fresh_venv: Callabl
     proc = subprocess.run([str(VENV_PRUNE), str(fresh_venv(["requests==2.32.5"]))], capture_output=True, text=True)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("Start-up ("))
     assert "import requests" in line and " s before, " in line and "bytecode drop:" in line
+
+
+@pytest.mark.skipif(shutil.which("du") is None, reason="needs du")
+def test_bytecode_compile_counts_in_the_size_gate_and_the_header(fresh_venv: Callable[..., Path]) -> None:
+    # The caches --bytecode compile writes stay in the image: the size gate and the header
+    # count them, and the header's time is the command's wall time (issue 17, item 1).
+    import time
+
+    env = fresh_venv(["requests==2.32.5"])
+    code, dry, err = prune(env, "--dry-run")
+    assert code == 0, err
+    limit = dry["totals"]["bytes_after"] + 50_000  # above the pruned size, below it with caches
+    started = time.perf_counter()
+    code, report, err = prune(env, "--bytecode", "compile", "--max-size", str(limit))
+    wall = time.perf_counter() - started
+    added = report["totals"]["bytes_added_by_bytecode"]
+    assert added > 50_000 and report["bytecode"]["files"] > 0
+    assert code == 1 and "exceeds --max-size" in err, (code, err)
+    assert report["max_size"]["exceeded"] is True
+    assert abs(report["totals"]["bytes_after"] - du_sb(env)) <= 0.05 * du_sb(env)
+    assert abs(report["timings"]["total"] - wall) <= 0.05 * wall, (report["timings"], wall)
+    assert report["startup"]["bytecode"] == "compile" and report["startup"]["seconds_after"] is not None
