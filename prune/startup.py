@@ -30,7 +30,7 @@ _SEEDED = frozenset({"pip", "setuptools", "wheel", "pkg_resources", "_distutils_
 _MAX_MODULES = 20
 #: Best of up to three runs, fewer when one run is slow (the sample is then already large).
 _RUNS = 3
-_BUDGET_SECONDS = 2.0
+_BUDGET_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,40 @@ class StartupProbe:
 
 def startup_modules(plan: Plan) -> StartupProbe:
     """The top-level modules of the REQUESTED distributions that stay (pip, setuptools and
-    wheel left out: venv marks them REQUESTED), at most 20, sorted; every staying
-    distribution's when nothing is REQUESTED. Which of them import is found when timing."""
+    wheel left out: venv marks them REQUESTED), sorted, at most 20. Where a lock file or uv
+    marked the dependencies REQUESTED too, only the marked distributions nothing else
+    installed requires are taken: importing fastapi imports pydantic anyway. Every staying
+    distribution counts when nothing is REQUESTED. Which modules import is found when timing."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     from .verify import importable_modules
 
     removed = {d.name for d in plan.distributions if d.remove}
     dists = [d for d in plan.inventory.distributions if d.name not in removed
              and d.name not in ("pip", "setuptools", "wheel")]
     chosen = {d.name for d in dists if d.requested} or {d.name for d in dists}
-    modules = [m.name for m in importable_modules(plan.inventory)
-               if m.distribution in chosen and m.name not in _SEEDED and not m.name.startswith("_")]
-    return StartupProbe(tuple(modules[:_MAX_MODULES]), tuple(sorted(chosen)))
+    required: set[str] = set()
+    for d in dists:
+        for text in d.requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            # What an extra brings in (fastapi[standard] -> uvicorn) was asked for by name.
+            name = canonicalize_name(req.name)
+            if name != d.name and (req.marker is None or "extra" not in str(req.marker)):
+                required.add(name)
+    chosen = (chosen - required) or chosen
+    per_dist: dict[str, list[str]] = {}
+    for m in importable_modules(plan.inventory):
+        if m.distribution in chosen and m.name not in _SEEDED and not m.name.startswith("_"):
+            per_dist.setdefault(m.distribution, []).append(m.name)
+    modules: list[str] = []
+    for names in per_dist.values():
+        plain = [n for n in names if "." not in n]  # a namespace package lists submodules
+        modules += (plain or names)[:3]
+    return StartupProbe(tuple(sorted(modules)[:_MAX_MODULES]), tuple(sorted(chosen)))
 
 
 _TIMER = (
@@ -73,7 +96,7 @@ _TIMER = (
 
 def time_imports(env: Environment, modules: Sequence[str], *, flags: Sequence[str] = ()) -> Optional[tuple[float, tuple[str, ...]]]:
     """Seconds to import ``modules`` in a fresh target interpreter (best of up to three runs,
-    fewer past a two-second budget), and the modules that imported; None when there is no
+    fewer past a one-second budget), and the modules that imported; None when there is no
     interpreter, nothing to import or nothing imported. Writes nothing (``-B``)."""
     from .bytecode import _measure_env, _run
 
