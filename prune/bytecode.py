@@ -17,6 +17,23 @@ The ``.pyc`` files embed the path they were compiled at (``co_filename``). The i
 replaces it with the real source path at load time, so tracebacks stay right after a copy to
 another prefix; only byte-for-byte equality needs the same build path.
 
+The compile is a transaction of its own, because it runs after the prune has committed
+(issue 16: a SIGKILL mid-compile left a mix of old and new ``.pyc`` nobody knew about, and a
+SIGTERM left compileall writing into the environment after venv-prune had exited):
+
+1. a journal ``{"state": "compiling"}`` is written in a scratch directory beside the
+   environment's files (:func:`scratch_dir`), and compileall writes every cache *into that
+   scratch tree* (``PYTHONPYCACHEPREFIX``, Python 3.8+), never into the environment;
+2. the journal becomes ``{"state": "placing", "moves": [...]}`` and each cache is renamed into
+   its ``__pycache__``; then the scratch directory is removed.
+
+A run killed while compiling leaves the environment as the prune left it; one killed while
+placing is finished. Either way the next run, or ``venv-prune recover``, settles it
+(:func:`finish_pending`). compileall and its workers run in a process group of their own,
+marked with ``VENV_PRUNE_COMPILE=<scratch>`` in their environment: Ctrl-C or SIGTERM kills the
+group before the error is raised, and :func:`finish_pending` kills any process still carrying
+the mark (a worker orphaned by a SIGKILL) before it removes the scratch tree.
+
 Start-up is measured as the wall clock of ``python -B -c "import a, b, c, d, e"`` over the five
 top-level packages with the most Python source that import, best of three, before and after
 compiling (``-B``: the measurement writes nothing).
@@ -25,20 +42,27 @@ compiling (``-B``: the measurement writes nothing).
 from __future__ import annotations
 
 import ast
+import contextlib
+import errno
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
-import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from . import _tmp
+from ._lock import env_lock
 from .env import Environment
-from .errors import PruneError, UsageError
+from .errors import Busy, Interrupted, PruneError, UsageError
 from .report import human_bytes
 
-__all__ = ["INVALIDATION_MODE", "compile_environment"]
+__all__ = ["INVALIDATION_MODE", "compile_environment", "finish_pending", "scratch_dir"]
 
 INVALIDATION_MODE = "unchecked-hash"
 
@@ -49,6 +73,9 @@ _TIMEOUT = 600.0
 _PROBE_MARK = "@@venv-prune-importable@@"
 _ERROR_LINE = re.compile(r"^\*\*\* Error compiling (.+)\.\.\.$")
 _SKIP_SUFFIXES = (".dist-info", ".egg-info", ".data", ".libs")
+SCRATCH_NAME = ".venv-prune-bytecode"
+_JOURNAL = "journal.json"
+_MARK = "VENV_PRUNE_COMPILE"
 
 # Runs in the target interpreter: which candidates import, in order, at most N of them.
 # Packages may print while importing, so the answer is one marked line.
@@ -100,17 +127,41 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
     python = str(env.python)
     sites = [p for p in env.site_paths() if p.is_dir()]
     version = env.python_version or _target_version(python)
+    if version < (3, 8):
+        raise UsageError(f"{env.root}: --bytecode compile needs a Python 3.8+ environment "
+                         f"(this one is {version[0]}.{version[1]}); use --bytecode drop or keep")
     # Measure with the level compiled for: .opt-N.pyc files are read only under -O/-OO.
     flags = _optimize_flags(optimize)
+    finish_pending(env)
+    scratch = scratch_dir(env)
 
     modules: list[str] = []
     before_seconds: Optional[float] = None
-    if measure and sites:
-        modules = _importable(python, env, sites, flags)
-        before_seconds = _time_imports(python, env, sites, flags, modules)
-
-    pyc_before, bytes_before = _snapshot(sites)
-    failed = _run_compileall(python, env, sites, optimize, version, flags)
+    # The environment's lock for the whole compile: a second run meanwhile is Busy (exit 75).
+    with env_lock(env.root), _signals_raise():
+        try:
+            if measure and sites:
+                modules = _importable(python, env, sites, flags)
+                before_seconds = _time_imports(python, env, sites, flags, modules)
+            pyc_before, bytes_before = _snapshot(sites)
+            scratch.mkdir()
+            _write_journal(scratch, {"state": "compiling", "pid": os.getpid()})
+            failed = _run_compileall(python, env, sites, optimize, version, flags, scratch)
+            moves = _placements(scratch, sites)
+            _write_journal(scratch, {"state": "placing", "pid": os.getpid(), "moves": moves})
+            _place(scratch, moves)
+            _remove_scratch(scratch)
+        except BaseException as exc:
+            placed = _settle(scratch)
+            signum = _signal_of(exc)
+            if signum is None:
+                raise
+            state = ("the bytecode caches had been compiled and are all in place" if placed
+                     else "bytecode compile was stopped and discarded, so no caches were written "
+                          "(Python writes them on first import; run again with --bytecode compile "
+                          "to write them now)")
+            raise Interrupted(f"{signal.Signals(signum).name} after the prune was committed: the prune "
+                              f"is complete; {state}", signum) from exc
     pyc_after, bytes_after = _snapshot(sites)
     files = sum(1 for path, sig in pyc_after.items() if pyc_before.get(path) != sig)
 
@@ -127,6 +178,192 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
     }
     summary["summary"] = _describe(summary, measured=measure)
     return summary
+
+
+def scratch_dir(env: Environment) -> Path:
+    """Where a compile writes its journal and caches before they are placed: inside the
+    root (``.venv-prune-bytecode``), or beside a bare site-packages directory, so that it
+    is on the environment's filesystem and outside every import path."""
+    if env.kind == "site-packages":
+        return env.root.parent / f"{SCRATCH_NAME}-{env.root.name}"
+    return env.root / SCRATCH_NAME
+
+
+def finish_pending(env: Environment) -> Optional[str]:
+    """Settle a compile that a killed run left: finish placing its caches, or discard them.
+
+    :returns: one line saying what was done, or None when there was nothing to settle.
+    :raises Busy: the run that is compiling is still alive.
+    """
+    scratch = scratch_dir(env)
+    if not os.path.lexists(scratch):
+        return None
+    if scratch.is_symlink() or not scratch.is_dir():
+        raise UsageError(f"{scratch}: not venv-prune's bytecode scratch directory (a link or a "
+                         "file); remove it by hand")
+    with env_lock(env.root):
+        journal = _read_journal(scratch)
+        pid = int(journal.get("pid", 0) or 0)
+        if pid and pid != os.getpid() and _tmp.pid_alive(pid):
+            raise Busy(f"another venv-prune run (pid {pid}) is byte-compiling {env.root}; "
+                       "wait for it to finish")
+        placed = _settle(scratch)
+    return (f"finished placing the bytecode caches of an interrupted compile in {env.root}" if placed
+            else f"discarded the unfinished bytecode compile of an interrupted run in {env.root}")
+
+
+def _settle(scratch: Path) -> bool:
+    """Stop what still compiles into ``scratch``, finish a placing that started (True) or
+    leave the environment without the new caches (False), and remove the scratch tree."""
+    _kill_marked(scratch)
+    journal = _read_journal(scratch)
+    placed = journal.get("state") == "placing"
+    if placed:
+        _place(scratch, [tuple(m) for m in journal.get("moves", ())])
+    _remove_scratch(scratch)
+    return placed
+
+
+def _read_journal(scratch: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((scratch / _JOURNAL).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # killed before or while the first journal was written: nothing placed yet
+    return data if isinstance(data, dict) else {}
+
+
+def _write_journal(scratch: Path, data: Mapping[str, Any]) -> None:
+    """Replace the journal atomically and durably (a rename is the commit point)."""
+    tmp = scratch / (_JOURNAL + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, scratch / _JOURNAL)
+    fd = os.open(scratch, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _placements(scratch: Path, sites: Sequence[Path]) -> list[tuple[str, str]]:
+    """(cache in the scratch tree, its place in a ``__pycache__``) for every cache written.
+
+    Under ``PYTHONPYCACHEPREFIX`` the cache of ``/a/b/c.py`` is ``PREFIX/a/b/c.TAG.pyc``
+    (``importlib.util.cache_from_source``); its place is ``/a/b/__pycache__/c.TAG.pyc``.
+    A place outside the site directories is never written (a link compileall followed).
+    """
+    prefix = scratch / "prefix"
+    roots = [os.path.realpath(s) for s in sites]
+    moves: list[tuple[str, str]] = []
+    for dirpath, _dirs, files in os.walk(prefix):
+        source_dir = "/" + os.path.relpath(dirpath, prefix) if dirpath != str(prefix) else "/"
+        real = os.path.realpath(source_dir)
+        if not any(real == r or real.startswith(r + os.sep) for r in roots):
+            continue
+        for name in sorted(files):
+            if name.endswith(".pyc"):
+                moves.append((os.path.join(dirpath, name), os.path.join(source_dir, "__pycache__", name)))
+    return sorted(moves)
+
+
+def _place(scratch: Path, moves: Sequence[tuple[str, str]]) -> None:
+    """Rename each cache into place; a move already done (its source gone) is skipped, so a
+    placing interrupted at any point can be run again to the end."""
+    for src, dst in moves:
+        if not src.startswith(str(scratch) + os.sep):
+            continue  # a journal that names something else is not ours to act on
+        if not os.path.lexists(src):
+            continue
+        parent = os.path.dirname(dst)
+        if not os.path.isdir(parent):
+            os.mkdir(parent)
+        try:
+            os.replace(src, dst)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = dst + ".venv-prune-tmp"
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+            os.unlink(src)
+
+
+def _remove_scratch(scratch: Path) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    if os.path.lexists(scratch):  # something still wrote into it: try once more
+        _kill_marked(scratch)
+        shutil.rmtree(scratch)
+
+
+def _kill_marked(scratch: Path) -> None:
+    """SIGKILL every process of ours that carries this scratch directory's mark in its
+    environment (compileall, its pool workers, a forkserver), and wait until they are gone.
+    Only /proc can tell (Linux); elsewhere the live run's process group kill is all there is."""
+    mark = f"{_MARK}={scratch}\0".encode()
+    deadline = time.monotonic() + 10.0
+    while True:
+        found = []
+        try:
+            pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+        except OSError:
+            return
+        for pid in pids:
+            if pid == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    if mark in fh.read() + b"\0":
+                        found.append(pid)
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return
+        for pid in found:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+class _Signalled(BaseException):
+    """SIGTERM (or SIGINT) arrived while compiling."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signal_of(exc: BaseException) -> Optional[int]:
+    if isinstance(exc, _Signalled):
+        return exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    return None
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into an exception for the duration (main thread only), so
+    that the children are killed and the scratch tree settled before the run exits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:  # a second Ctrl-C must not cut short the clean-up of the first
+            return
+        fired.append(signum)
+        raise _Signalled(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _target_version(python: str) -> tuple[int, int]:
@@ -152,21 +389,40 @@ def _clean_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     return env
 
 
-def _run(args: Sequence[str], *, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(args: Sequence[str], *, env: Mapping[str, str],
+         mark: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
     """Run the target interpreter from an empty directory, so that ``-m`` and ``-c`` put no
-    stray module on ``sys.path``."""
-    with tempfile.TemporaryDirectory(prefix="venv-prune-bytecode-") as cwd:
+    stray module on ``sys.path``, in a process group of its own that is killed whole when
+    anything (Ctrl-C, SIGTERM, a timeout) stops the wait. ``mark``: the scratch directory
+    whose mark the children carry (see :func:`_kill_marked`)."""
+    environ = dict(env)
+    if mark is not None:
+        environ[_MARK] = str(mark)
+    with _tmp.TemporaryDirectory("bytecode") as cwd:
         try:
-            return subprocess.run(list(args), cwd=cwd, env=dict(env), capture_output=True, text=True,
-                                  errors="replace", timeout=_TIMEOUT, check=False)
+            proc = subprocess.Popen(list(args), cwd=cwd, env=environ, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                    errors="replace", start_new_session=True)
         except OSError as exc:
             raise PruneError(f"{args[0]}: cannot run the interpreter ({exc.strerror}); "
                              "pass a working one with --python EXE") from exc
+        try:
+            out, err = proc.communicate(timeout=_TIMEOUT)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+            if mark is not None:
+                _kill_marked(mark)
+            raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _run_compileall(python: str, env: Environment, sites: Sequence[Path], optimize: int,
-                    version: tuple[int, int], flags: Sequence[str]) -> list[str]:
-    """Run compileall; return the sources it could not compile, relative to the root."""
+                    version: tuple[int, int], flags: Sequence[str], scratch: Path) -> list[str]:
+    """Run compileall, writing every cache under ``scratch/prefix``; return the sources it
+    could not compile, relative to the root."""
     if not sites:
         return []
     # -B: site.py imports what *.pth files name (_distutils_hack) before compileall starts;
@@ -179,7 +435,9 @@ def _run_compileall(python: str, env: Environment, sites: Sequence[Path], optimi
         args += ["-o", str(optimize)]
     args += [str(s) for s in sites]
     try:
-        proc = _run(args, env=_clean_env({"PYTHONHASHSEED": "0"}))
+        proc = _run(args, env=_clean_env({"PYTHONHASHSEED": "0",
+                                          "PYTHONPYCACHEPREFIX": str(scratch / "prefix")}),
+                    mark=scratch)
     except subprocess.TimeoutExpired as exc:
         raise PruneError(f"compileall did not finish within {_TIMEOUT:.0f}s in {env.root}") from exc
     failed = sorted({_relative(path, env.root) for path in _failed_sources(proc.stdout)})

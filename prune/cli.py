@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -246,6 +245,7 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
     if config and profile_given:
         raise UsageError("--config and --profile both name a profile; pass only one")
     config = config or _found_config(isolated, profile_given, quiet)
+    _check_patterns(("--keep", keep), ("--remove", remove))
     limit = parse_size(max_size) if max_size else None
     if relocate and not output:
         raise UsageError("--relocate needs --output DIR (it rewrites the copy for its final path)")
@@ -274,17 +274,37 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
     )
     progress = _progress(quiet)
     target = path
+    dest = None
     if output and not (dry_run or explain_paths):
-        target = _copy_for_output(path, output, progress)
-    request = PruneRequest(
-        path=target, profile=config or profile, options=options,
-        dry_run=dry_run or bool(explain_paths), verify=not no_verify, checks=tuple(checks),
-        python=python, strip=strip, traces=tuple(keep_from), jobs=jobs,
-    )
+        from . import output as outmod
+
+        source_root = locate_env(path).root
+        dest = outmod.check_destination(source_root, output)
+        if progress:
+            progress(f"copying {source_root} to {dest.final} (built at {dest.partial})")
+
+    def request_for(where: str) -> PruneRequest:
+        return PruneRequest(
+            path=where, profile=config or profile, options=options,
+            dry_run=dry_run or bool(explain_paths), verify=not no_verify, checks=tuple(checks),
+            python=python, strip=strip, traces=tuple(keep_from), jobs=jobs,
+        )
+
     from .errors import VerificationFailed
 
     try:
-        outcome = run(request, progress=progress)
+        if dest is None:
+            outcome = run(request_for(target), progress=progress)
+        else:
+            # Copy, prune, verify and relocate in the partial directory; DIR appears only
+            # when all of that has succeeded (see prune/output.py).
+            with outmod.interruptible(dest):
+                outmod.copy_partial(source_root, dest)
+                outcome = run(request_for(str(dest.partial)), progress=progress)
+                if relocate:
+                    _relocate(dest.partial, relocate, str(source_root))
+                outmod.publish(dest)
+            outcome = _moved(outcome, dest.final, python)
     except VerificationFailed as exc:
         failed = getattr(exc, "outcome", None)
         if failed is not None:
@@ -303,9 +323,15 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
     if limit is not None:
         extras_ = Extras(**{**extras_.__dict__, "max_size": limit})
     if bytecode == "compile" and not dry_run and outcome.result is not None:
-        extras_ = _compile_bytecode(outcome, extras_, optimize, progress)
-    if relocate and output:
-        _relocate(Path(output), relocate, str(locate_env(path).root))
+        from .errors import Interrupted
+
+        try:
+            extras_ = _compile_bytecode(outcome, extras_, optimize, progress)
+        except Interrupted:
+            # The prune itself is committed: its report is true, print it before the
+            # signal's exit code and the line that says what state the caches are in.
+            _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
+            raise
     for w in outcome.warnings:
         if not quiet:
             _warn(w)
@@ -357,6 +383,17 @@ def _found_config(isolated: bool, profile_given: bool, quiet: bool) -> Optional[
     return str(found)
 
 
+def _check_patterns(*options: tuple[str, Sequence[str]]) -> None:
+    """Refuse a bad ``--keep``/``--remove`` pattern before anything is read or changed."""
+    from .profiles import pattern_problem
+
+    for flag, patterns in options:
+        for pattern in patterns:
+            problem = pattern_problem(pattern)
+            if problem is not None:
+                raise UsageError(f"{flag} {pattern!r}: {problem}; fix the pattern (gitwildmatch syntax)")
+
+
 def _emit(text: str, report_file: Optional[str]) -> None:
     click.echo(_styled(text) if text.startswith("venv-prune: ") else text, nl=False, color=_colour())
     if report_file:
@@ -381,21 +418,15 @@ def _styled(report: str) -> str:
     return "\n".join(lines)
 
 
-def _copy_for_output(src: str, dst: str, progress: Any) -> str:
-    from .env import locate
+def _moved(outcome: Any, final: Path, python: Optional[str]) -> Any:
+    """The outcome of a prune built in a partial directory, as seen at its final path (the
+    report names DIR, and --bytecode compile runs there, so caches name their real path)."""
+    from dataclasses import replace
 
-    env = locate(src)
-    out = Path(dst)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--output {dst}: exists and is not empty; pass a new directory")
-    if out.resolve() == env.root or str(out.resolve()).startswith(str(env.root) + os.sep):
-        raise UsageError(f"--output {dst}: inside the source environment; pass a path outside it")
-    if progress:
-        progress(f"copying {env.root} to {out}")
-    if out.exists():
-        out.rmdir()
-    shutil.copytree(env.root, out, symlinks=True)
-    return str(out)
+    env = locate_env(str(final), python=python)
+    plan = outcome.plan
+    plan = replace(plan, inventory=replace(plan.inventory, env=env))
+    return replace(outcome, plan=plan)
 
 
 def _relocate(out: Path, final: str, source_root: str) -> None:
@@ -519,9 +550,14 @@ def recover_command(path: str) -> None:
       venv-prune recover /opt/venv
     """
     from .apply import recover
+    from .bytecode import finish_pending
     from .env import locate
 
-    res = recover(locate(path))
+    env = locate(path)
+    settled = finish_pending(env)
+    if settled:
+        click.echo(f"venv-prune: {settled}", err=True)
+    res = recover(env)
     click.echo(f"venv-prune: {res.message}", err=True)
 
 
@@ -551,6 +587,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             hint = f"; to prune the directory {args[0]!r}, write ./{args[0]}" + hint
         _error(f"{exc.format_message()}{hint}")
         code = 2
+    except OSError as exc:
+        # Last resort (issue 16): the operating system refused something no specific handler
+        # expected. One line naming the path and the error, never a traceback.
+        _error(_os_error(exc))
+        code = 4
     except click.exceptions.Abort:
         click.echo("venv-prune: interrupted", err=True)
         code = 130
@@ -573,6 +614,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _error(message: str) -> None:
     click.echo(click.style("venv-prune: error:", fg="red", bold=True) + f" {message}", err=True, color=_colour())
+
+
+def _os_error(exc: OSError) -> str:
+    """``PATH: No space left on device (ENOSPC)`` from any OSError."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}: "
+    return f"{where}{what}{f' ({name})' if name else ''}; the operating system refused this step"
 
 
 def _exit_now(code: int) -> NoReturn:

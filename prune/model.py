@@ -87,6 +87,9 @@ class Distribution:
     editable: bool
     installer: str = ""
     has_record: bool = True
+    #: Why a RECORD that exists could not be read ("Permission denied"); "" when it was read
+    #: or is absent. Such a distribution is never removed whole (its files are unknown).
+    record_error: str = ""
 
     @property
     def console_scripts(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import EnvironmentNotFound, UsageError
+from .errors import ApplyFailed, EnvironmentNotFound, PruneError, UsageError
 
 __all__ = ["ARCHIVE_SUFFIXES", "DEFAULT_EPOCH", "PackResult", "pack", "resolve_epoch"]
 
@@ -194,6 +194,7 @@ def pack(
     to a temporary file beside ``output`` and renamed into place.
 
     :raises EnvironmentNotFound: ``root`` is not a directory.
+    :raises ApplyFailed: a file could not be read or the archive written (nothing is left).
     :raises UsageError: bad output extension, output inside ``root``, a bad prefix or epoch,
         or a special file (socket, FIFO, device) in the tree.
     """
@@ -228,8 +229,13 @@ def pack(
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, PruneError):
+            # An unreadable file in the tree, a full disk (issue 16: a traceback, exit 1).
+            where = exc.filename or output
+            raise ApplyFailed(f"pack: {where}: {exc.strerror or exc}; nothing was written "
+                              f"to {output}") from exc
         raise
     entries, files, total, stale = counts
     return PackResult(

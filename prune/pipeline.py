@@ -6,6 +6,7 @@ default behaviour; the individual steps stay available for finer control.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any, Optional
 from ._lock import env_lock
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
-from .errors import UsageError, VerificationFailed
+from .errors import PruneError, UsageError, VerificationFailed
 from .layers import layer_note
 from .model import Plan
 from .plan import PlanOptions, build_plan
@@ -202,6 +203,9 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     :raises VerificationFailed: a break was found and rolled back (``.outcome`` has the report).
     :raises ApplyFailed: the operating system refused a step; everything was rolled back.
     """
+    from . import _tmp
+
+    _tmp.clean_stale()  # scratch directories of runs that were killed
     env = locate(request.path, python=request.python)
     profile = load_profile(request.profile)
     # One run at a time per environment, from before the scan to the commit: a dry run
@@ -213,7 +217,15 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
 
 def _run_locked(request: PruneRequest, env: Environment, profile: Any,
                 progress: Optional[Progress]) -> Outcome:
+    from .bytecode import finish_pending
+
     warnings: list[str] = []
+    if request.dry_run:
+        _refuse_pending_compile(env)
+    else:
+        settled = finish_pending(env)  # before the scan, which would see its scratch tree
+        if settled:
+            warnings.append(settled)
     if _is_own_environment(env):
         warnings.append(f"{env.root} is the environment venv-prune itself runs from; "
                         "pruning it may remove the tool's own dependencies")
@@ -257,8 +269,9 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
                                   progress=progress)
 
     prepare = None
+    strip_problems: list[str] = []
     if strip:
-        prepare, strip_warning = _strip_preparer(env, plan, progress, request.jobs)
+        prepare, strip_warning = _strip_preparer(env, plan, progress, request.jobs, strip_problems)
         if strip_warning:
             warnings.append(strip_warning)
 
@@ -272,7 +285,11 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
         startup = startupmod.measure_before(env, plan, options.bytecode or profile.bytecode)
         before_apply.append(("startup", time.perf_counter() - timed))
     try:
-        result = apply_plan(plan, verifier=verifier, prepare=prepare, progress=progress)
+        try:
+            result = apply_plan(plan, verifier=verifier, prepare=prepare, progress=progress)
+        finally:
+            if strip_problems:
+                warnings.append(_strip_summary(strip_problems))
     except VerificationFailed as exc:
         res: ApplyResult = exc.result  # type: ignore[attr-defined]
         extras = Extras(
@@ -298,6 +315,18 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     return Outcome(plan, result, extras, tuple(warnings))
 
 
+def _refuse_pending_compile(env: Environment) -> None:
+    """A dry run changes nothing, so it does not settle a killed compile either."""
+    import os
+
+    from .bytecode import scratch_dir
+    from .errors import PendingJournal
+
+    if os.path.lexists(scratch_dir(env)):
+        raise PendingJournal(f"an interrupted --bytecode compile left {scratch_dir(env)}; run "
+                             f"'venv-prune recover {env.root}' (or prune again) to settle it")
+
+
 def _is_own_environment(env: Environment) -> bool:
     try:
         return Path(sys.prefix).resolve() == env.root
@@ -319,10 +348,21 @@ def _strip_estimate(env: Environment, plan: Plan) -> tuple[tuple[dict[str, Any],
                  for c in candidates if c.strippable), ""
 
 
+def _strip_summary(problems: Sequence[str]) -> str:
+    """One warning line for the files strip could not handle (issue 16: ENOSPC was silent)."""
+    first = sorted(problems)[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{len(problems)} file{'s' if len(problems) != 1 else ''} left unstripped: {first}{more}"
+
+
 def _strip_preparer(
-    env: Environment, plan: Plan, progress: Optional[Progress], jobs: int = 2
+    env: Environment, plan: Plan, progress: Optional[Progress], jobs: int = 2,
+    problems: Optional[list[str]] = None,
 ) -> tuple[Optional[Callable[[Path], Sequence[Replacement]]], str]:
-    """Build the callback that strips copies of ELF files that stay, checking each copy."""
+    """Build the callback that strips copies of ELF files that stay, checking each copy.
+    What could not be stripped (strip failed, the disk is full, a copy does not load) is
+    appended to ``problems``, one line each."""
+    problems = [] if problems is None else problems
     try:
         from . import strip as stripmod
     except ImportError:  # pragma: no cover - module ships with the package
@@ -341,7 +381,14 @@ def _strip_preparer(
             dst = scratch / f"strip{i:06d}"
             try:
                 saved = stripmod.strip_copy(env.root / cand.path, dst)
-            except Exception:  # noqa: BLE001 - a file strip cannot handle simply stays as it is
+            except Exception as exc:  # noqa: BLE001 - a file strip cannot handle stays as it is
+                with contextlib.suppress(OSError):
+                    os.unlink(dst)
+                if isinstance(exc, PruneError):  # names the file and says it stays unstripped
+                    problems.append(str(exc))
+                else:
+                    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    problems.append(f"{cand.path}: {why}")
                 return None
             if saved <= 0:
                 os.unlink(dst)
@@ -377,6 +424,7 @@ def _strip_preparer(
             for (cand, dst, saved), err in zip(batch, errors):
                 if err is not None:
                     os.unlink(dst)
+                    problems.append(f"{cand.path}: the stripped copy did not load ({err})")
                     continue
                 ok[cand.path] = Replacement(cand.path, dst, saved, "strip --strip-unneeded")
         # Results keep the candidates' order, so plans and reports stay stable.

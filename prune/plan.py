@@ -422,6 +422,18 @@ def _decide_distributions(
         return ()
     from .graph import decide_distributions
 
+    # A distribution whose RECORD could not be read is never removed whole: which files are
+    # its own is unknown (issue 16: --remove-dist six left six.py behind, silently).
+    unreadable = {d.name: d.record_error for d in inv.distributions if d.record_error}
+    for name in options.remove_dists:
+        reason = unreadable.get(canonicalize_name(name))
+        if reason:
+            dist = inv.distribution(canonicalize_name(name))
+            where = f"{dist.metadata_dir}/RECORD" if dist else "its RECORD"
+            raise UsageError(f"--remove-dist {name}: {where} cannot be read ({reason}); venv-prune "
+                             "cannot tell which files are its own; make it readable and run again")
+    keep_whole = sorted(set(options.keep_dists) | set(unreadable))
+
     def decide(imports: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[DistDecision, ...]:
         decision = decide_distributions(
             inv.distributions,
@@ -429,7 +441,7 @@ def _decide_distributions(
             roots=list(options.roots) if options.roots else None,
             removable=list(profile.remove_distributions),
             dev_tools=dict(knowledge.dev_tools) if profile.remove_dev_tools else None,
-            keep=list(options.keep_dists),
+            keep=keep_whole,
             remove=list(options.remove_dists),
             force=options.force,
             imports=imports,

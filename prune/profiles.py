@@ -9,6 +9,7 @@ reported in one :class:`~prune.errors.ProfileError`.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "make_rule",
     "compile_patterns",
     "find_pyproject",
+    "pattern_problem",
 ]
 
 BUILTIN_PROFILES = ("safe", "standard", "aggressive", "minimal")
@@ -60,6 +62,55 @@ def compile_patterns(lines: list[str] | tuple[str, ...]) -> PathSpec[Any]:
         return PathSpec.from_lines("gitignore", list(lines))
     except KeyError:  # pathspec < 1.0
         return PathSpec.from_lines("gitwildmatch", list(lines))
+
+
+def pattern_problem(pattern: object) -> Optional[str]:
+    """What is wrong with one gitwildmatch pattern, or None when pathspec can use it.
+
+    pathspec reads an unclosed ``[`` as a literal bracket, where git's wildmatch makes the
+    whole pattern match nothing (``dowild`` returns ``WM_ABORT_ALL``); either way the user
+    meant a class, so it is refused rather than silently matching nothing (issue 16).
+    A range that runs backwards (``[z-a]``) makes the regex engine fail (``re.error``).
+    """
+    if not isinstance(pattern, str):
+        return f"{pattern!r} is not a string"
+    if not pattern.strip():
+        return "an empty pattern matches nothing"
+    unclosed = _unclosed_bracket(pattern)
+    if unclosed is not None:
+        return f"'[' at position {unclosed} is never closed (write '\\[' for a literal bracket)"
+    try:
+        compile_patterns([pattern])
+    except re.error as exc:
+        return f"not a valid pattern ({exc.msg})"
+    except (ValueError, TypeError) as exc:
+        return f"not a valid pattern ({exc})"
+    return None
+
+
+def _unclosed_bracket(pattern: str) -> Optional[int]:
+    """The position of a ``[`` that opens a class no ``]`` closes (gitwildmatch rules: a
+    ``]`` right after ``[``, ``[!`` or ``[^`` is a member, a backslash escapes), else None."""
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            if j >= n:
+                return i
+            i = j + 1
+            continue
+        i += 1
+    return None
 
 
 def _builtin_bytes(filename: str) -> bytes:
@@ -120,11 +171,16 @@ def make_rule(
         problems.append(f"rule {id!r}: action must be 'remove' or 'keep', not {action!r}")
     if scope not in _SCOPES:
         problems.append(f"rule {id!r}: scope must be one of {', '.join(_SCOPES)}, not {scope!r}")
-    try:
-        spec = compile_patterns(list(patterns))
-    except (ValueError, TypeError) as exc:  # pathspec's pattern errors are ValueErrors
-        problems.append(f"rule {id!r}: bad pattern: {exc}")
-        spec = PathSpec([])
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            problems.append(f"rule {id!r}: bad pattern {pattern!r}: {problem}")
+    spec = PathSpec([])
+    if not problems:
+        try:
+            spec = compile_patterns(list(patterns))
+        except (ValueError, TypeError, re.error) as exc:  # pragma: no cover - pattern_problem saw each
+            problems.append(f"rule {id!r}: bad patterns {list(patterns)!r}: {exc}")
     if problems:
         raise ProfileError("; ".join(problems))
     return Rule(id, action, tuple(patterns), reason, scope, import_check, profile, spec, evidence)
@@ -230,7 +286,8 @@ def _parse(data: dict[str, Any], origin: str, problems: list[str]) -> tuple[dict
             continue
         pats = rule.get("patterns")
         if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats) or not pats:
-            problems.append(f"{where} ({rule.get('id')}): 'patterns' must be a non-empty list of strings")
+            problems.append(f"{where} ({rule.get('id')}): 'patterns' must be a non-empty list of "
+                            f"strings, not {pats!r}")
         unknown = set(rule) - {"id", "action", "patterns", "reason", "scope", "import_check", "evidence",
                                "enabled"}
         if unknown:
@@ -320,6 +377,9 @@ def load_profile(ref: str = "standard") -> Profile:
             if raw.get("enabled", True) is False:
                 rules.pop(rid, None)
                 continue
+            pats = raw.get("patterns")
+            if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats):
+                continue  # _parse reported it
             try:
                 rule = make_rule(
                     rid, str(raw.get("action", "remove")), list(raw.get("patterns") or []),

@@ -25,6 +25,7 @@ from pathlib import Path
 from stat import S_ISLNK, S_ISREG
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
+from . import _tmp
 from ._gc import paused_gc
 from .env import Environment
 from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
@@ -151,7 +152,7 @@ class _FindWalk:
             return
         if find is None:
             return
-        self._dir = tempfile.mkdtemp(prefix="venv-prune-find-")
+        self._dir = _tmp.mkdtemp("find")
         out = {kind: os.path.join(self._dir, kind) for kind in ("dir", *self._KINDS)}
         expression = [
             "(", "-type", "d", "-fprintf", out["dir"], f"{name}\\0",
@@ -284,9 +285,23 @@ def _load_distribution(
 
     files: list[str] = []
     has_record = True
+    record_error = ""
     record_text = read("RECORD")
+    if record_text is None and (present is None or "RECORD" in present) and (meta_path / "RECORD").exists():
+        # importlib-metadata turns a PermissionError into "no such file" (issue 16: an
+        # unreadable RECORD read as absent let --remove-dist leave the distribution's files).
+        try:
+            record_text = (meta_path / "RECORD").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            record_error = getattr(exc, "strerror", None) or str(exc)
+            diags.append(Diagnostic(
+                "warning", "unreadable-record",
+                f"{raw_name}: RECORD cannot be read ({record_error}); which files are its own is "
+                "unknown, so the distribution is kept whole", meta_rel))
     listed: Optional[list[str]] = None
-    if record_text is not None:
+    if record_error:
+        pass
+    elif record_text is not None:
         # RECORD is parsed here rather than through Distribution.files, which stats every
         # entry to skip missing ones: a second walk of the whole tree on a big environment.
         try:
@@ -299,7 +314,9 @@ def _load_distribution(
             listed = resolve_entries(site, [str(pp) for pp in found]) if found is not None else None
         except Exception as exc:  # noqa: BLE001
             diags.append(Diagnostic("warning", "bad-record", f"unreadable file list: {exc}", meta_rel))
-    if listed is None:
+    if record_error:
+        has_record = False
+    elif listed is None:
         has_record = False
         diags.append(
             Diagnostic("info", "no-record",
@@ -351,6 +368,7 @@ def _load_distribution(
         editable=editable,
         installer=(read("INSTALLER") or "").strip(),
         has_record=has_record,
+        record_error=record_error,
     )
 
 

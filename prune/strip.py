@@ -28,7 +28,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from . import _tmp
 from .errors import PruneError, UnsafePath, UsageError
 
 __all__ = [
@@ -487,7 +487,7 @@ def _run_check(
             extra.append(env["LD_LIBRARY_PATH"])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(extra)
     name = items[0][0].name if len(items) == 1 else f"{len(items)} files"
-    with tempfile.TemporaryDirectory(prefix="venv-prune-check-") as cwd:
+    with _tmp.TemporaryDirectory("check") as cwd:
         try:
             proc = subprocess.run(
                 args, cwd=cwd, env=env, capture_output=True, text=True, errors="replace",

@@ -54,6 +54,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
+from . import _tmp
 from .env import Environment
 from .errors import TraceError, UsageError
 
@@ -502,7 +503,7 @@ def run_trace(
     if not workdir.is_dir():
         raise UsageError(f"{cwd}: no such working directory for the traced command")
     root = env.root
-    with tempfile.TemporaryDirectory(prefix="venv-prune-trace-") as tmp:
+    with _tmp.TemporaryDirectory("trace") as tmp:
         if _is_under(os.path.realpath(tmp), str(root)):
             raise UsageError(
                 f"the temporary directory {tmp} lies inside the environment {root}; "

@@ -43,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from . import _tmp
 from . import _verify_worker
 from .errors import UsageError
 from .model import Inventory
@@ -832,7 +833,7 @@ def _run_check(command: str, *, env_root: Path, timeout: float, workdir: Path) -
 
 def _workdir(env_root: Path) -> tempfile.TemporaryDirectory[str]:
     """A scratch directory (probe cwd, stderr files) that is certainly outside the env."""
-    scratch = tempfile.TemporaryDirectory(prefix="venv-prune-verify-")
+    scratch = _tmp.TemporaryDirectory("verify")
     real = Path(os.path.realpath(scratch.name))
     root = Path(os.path.realpath(env_root))
     if real == root or root in real.parents:
