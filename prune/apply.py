@@ -310,33 +310,10 @@ def _new_record(root: Path, record_rel: str, removed: Sequence[str], site: str,
 
 
 def _rules_for(plan: Plan, failure: Failure) -> tuple[str, ...]:
-    """The rules whose removals most plausibly broke ``failure``."""
-    m = re.search(r"No module named '([^']+)'", failure.error)
-    missing = m.group(1) if m else None
-    candidates: list[str] = []
-    probes: list[str] = []
-    if missing:
-        probes.append(missing.replace(".", "/"))
-    probes.append(failure.name.split(".")[0].replace(".", "/"))
-    for probe in probes:
-        for a in plan.actions:
-            tail = a.path.split("/")
-            for i in range(len(tail)):
-                sub = "/".join(tail[i:])
-                if sub in (probe, probe + ".py") or sub.startswith(probe + "/") or probe.startswith(sub + "/"):
-                    entry = f"{a.rule} ({a.path})"
-                    if entry not in candidates:
-                        candidates.append(entry)
-                    break
-        if candidates:
-            break
-    if not candidates and failure.distribution:
-        for a in plan.actions:
-            if a.distribution == failure.distribution:
-                entry = f"{a.rule} ({a.path})"
-                if entry not in candidates:
-                    candidates.append(entry)
-    return tuple(candidates[:5])
+    """The rules whose removals most plausibly broke ``failure`` (see :mod:`prune.blame`)."""
+    from .blame import blame
+
+    return blame(plan, failure)
 
 
 @dataclass

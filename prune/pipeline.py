@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from packaging.utils import canonicalize_name
+
 from ._lock import env_lock
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
@@ -64,7 +66,12 @@ class ImportVerifier:
     """Adapter between the transactional apply and :mod:`prune.verify`."""
 
     def __init__(self, env: Environment, plan: Plan, checks: Sequence[str], *,
-                 jobs: int, timeout: float, progress: Optional[Progress] = None) -> None:
+                 jobs: int, timeout: float, progress: Optional[Progress] = None,
+                 traced_checks: Sequence[str] = (), roots: Optional[Sequence[str]] = None) -> None:
+        """``roots``: the root distributions (``--root``; default: those installed by name,
+        REQUESTED), whose top-level modules and entry points are checked unless a rule (not
+        a trace) removes them on purpose; ``traced_checks``: the checks that re-run traced
+        commands (minimal), named as such when they fail before pruning."""
         from . import verify
 
         assert env.python is not None
@@ -76,17 +83,46 @@ class ImportVerifier:
         # Entry points must keep loading unless a trace licensed removing their module
         # (minimal drops untraced console scripts' modules on purpose).
         traced_gone = _RemovedModules(plan, trace_only=True)
-        removed_dists = {d.name for d in plan.distributions if d.remove}
+        # A root's modules are expected to import unless a rule removed them on purpose: a
+        # trace that never reached a root does not license removing it (issue 15, case 8).
+        ruled_gone = _RemovedModules(plan, rules_only=True)
+        if roots is None:
+            roots = [d.name for d in inventory.distributions if d.requested]
+        root_set = set(roots)
+        removed = {d.name: d.reason for d in plan.distributions if d.remove}
         # What the plan removes on purpose (a whole distribution, a module whose files it
         # removes) is not expected to import afterwards; everything else is.
-        self._modules = tuple(m for m in verify.importable_modules(inventory)
-                              if m.distribution not in removed_dists and m.name not in gone)
+        modules: dict[str, Any] = {}
+        on_purpose = [{"kind": "distribution", "name": name, "why": why}
+                      for name, why in sorted(removed.items())]
+        for m in verify.importable_modules(inventory):
+            if m.distribution in removed:
+                continue
+            if m.distribution in root_set:
+                if m.name in ruled_gone:
+                    on_purpose.append({"kind": "module", "name": m.name,
+                                       "why": f"a rule removes it from root {m.distribution}"})
+                    continue
+            elif m.name in gone:
+                continue
+            modules[m.name] = m
+        # Every package and module beside a removed file (issue 15, kind E); bytecode caches
+        # are removed only after verification.
+        staged = [a.path for a in plan.actions if a.rule != "bytecode"]
+        touched = [m for m in verify.touched_modules(inventory, staged)
+                   if m.name not in modules and m.name not in gone]
+        self._touched = frozenset(m.name for m in touched)
+        modules.update((m.name, m) for m in touched)
+        self._modules = tuple(sorted(modules.values(), key=lambda m: m.name))
         self._eps = tuple(e for e in verify.entry_point_targets(inventory)
-                          if e.distribution not in removed_dists
-                          and e.value.split(":", 1)[0].strip() not in traced_gone)
+                          if e.distribution not in removed
+                          and (e.distribution in root_set
+                               or e.value.split(":", 1)[0].strip() not in traced_gone))
+        self.not_verified = tuple(on_purpose)
         # A --target / site-packages directory is not on the interpreter's path by itself.
         self._paths = tuple(str(p) for p in env.site_paths()) if env.kind == "site-packages" else ()
         self._checks = tuple(checks)
+        self._traced_checks = frozenset(traced_checks)
         self._jobs = jobs
         self._timeout = timeout
         self.baseline: Any = None
@@ -95,12 +131,39 @@ class ImportVerifier:
         self.modules_ok = 0
 
     def before(self) -> None:
+        """:raises UsageError: a check already fails before pruning (it could never tell a
+        break from its own failure, so it is refused rather than ignored); nothing changed."""
         self.baseline = self._verify.capture_baseline(
             self._python, self._modules, self._eps, self._checks,
             env_root=self._env.root, paths=self._paths, jobs=self._jobs, timeout=self._timeout,
             count=self._counter("checking imports before pruning"),
+            first_try=self._touched,
         )
         self.modules_ok = len(getattr(self.baseline, "ok_modules", ()) or ())
+        failing = [o for o in self.baseline.outcomes if o.kind == "check" and not o.ok]
+        if failing:
+            first = failing[0]
+            traced = first.name in self._traced_checks
+            what = (f"the traced command {first.name!r} (re-run by minimal)" if traced
+                    else f"--check {first.name!r}")
+            more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+            fix = ("trace it again on this environment" if traced
+                   else "fix the command or the environment")
+            raise UsageError(f"{what} already fails before pruning ({first.error}){more}; "
+                             f"{fix}, then run again (nothing was changed)")
+
+    def summary(self) -> dict[str, Any]:
+        """What verification covered, for the report: counts of the modules, entry points and
+        checks that worked before pruning (so were checked again), how many modules were
+        added because a file beside them was removed, and what was not verified because the
+        plan removes it on purpose."""
+        working = self.baseline.working if self.baseline is not None else ()
+        count = {kind: sum(1 for o in working if o.kind == kind)
+                 for kind in ("import", "entry_point", "check")}
+        touched = sum(1 for o in working if o.kind == "import" and o.name in self._touched)
+        return {"modules": count["import"], "touched_modules": touched,
+                "entry_points": count["entry_point"], "checks": count["check"],
+                "not_verified": list(self.not_verified)}
 
     def after(self) -> Sequence[Failure]:
         res = self._verify.verify(self._python, self.baseline, env_root=self._env.root,
@@ -124,13 +187,13 @@ class _RemovedModules:
     must. minimal removes untraced submodules this way.
     """
 
-    def __init__(self, plan: Plan, *, trace_only: bool = False) -> None:
+    def __init__(self, plan: Plan, *, trace_only: bool = False, rules_only: bool = False) -> None:
         import bisect
 
         self._bisect = bisect
         subs: set[str] = set()
         for a in plan.actions:
-            if trace_only and not a.trace:
+            if (trace_only and not a.trace) or (rules_only and a.trace):
                 continue
             for site in plan.inventory.env.site_packages:
                 if not site:
@@ -176,6 +239,14 @@ def _load_traces(paths: Sequence[str]) -> tuple[PlanOptions, list[str]]:
     commands: list[tuple[str, ...]] = []
     for p in paths:
         t = load_trace(Path(p))
+        if not any(c.processes for c in t.commands) and not t.used_paths():
+            # An empty trace licenses nothing: minimal would remove everything (issue 15,
+            # case 8: 98.6% of an environment, then `import requests` failed).
+            raise UsageError(
+                f"--keep-from {p}: the trace reached no Python process of the environment "
+                "(\"processes\": 0, nothing recorded); trace a command that runs the "
+                "environment's python (not with -I, -E or -S), then pass the new trace"
+            )
         # Files actually used (not merely listed): botocore lists every service directory
         # but reads only the models it loads.
         used |= set(t.used_paths())
@@ -264,9 +335,15 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     else:
         checks = list(request.checks)
         if profile.trace_minimal:
-            checks += trace_checks
+            checks += [c for c in trace_checks if c not in checks]
+        # The roots whose modules must keep importing: --root, else what was installed by
+        # name, except the seeding's pip, setuptools and wheel, which the profile's list decides.
+        roots = ([canonicalize_name(r) for r in options.roots] if options.roots else
+                 [d.name for d in inventory.distributions
+                  if d.requested and d.name not in profile.remove_distributions])
         verifier = ImportVerifier(env, plan, checks, jobs=request.jobs, timeout=request.timeout,
-                                  progress=progress)
+                                  progress=progress, traced_checks=trace_checks if profile.trace_minimal else (),
+                                  roots=roots)
 
     prepare = None
     strip_problems: list[str] = []
@@ -311,7 +388,8 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     # "total" is this call's wall time, scan to the end (the command adds what follows).
     timings.append(("total", time.perf_counter() - started))
     extras = Extras(dry_run=False, verification=status, timings=tuple(timings), stripped=stripped,
-                    warnings=tuple(warnings), startup=startup, layer_note=layer)
+                    warnings=tuple(warnings), startup=startup, layer_note=layer,
+                    verified=verifier.summary() if verifier is not None else None)
     return Outcome(plan, result, extras, tuple(warnings))
 
 

@@ -689,6 +689,10 @@ def _plan_once(
 
     keep_module_prefixes = tuple(m.replace(".", "/") for m in options.keep_modules)
     trace_kept = _trace_keep_set(options, inventory) if options.has_trace else frozenset()
+    # minimal never takes a root's untraced top-level module without a word (issue 15, case 8).
+    root_tops, root_files = ((_untraced_root_tops(inventory, options, removed_dists, sources,
+                                                  profile.remove_distributions))
+                             if profile.trace_minimal and options.has_trace else ({}, {}))
 
     in_prefix = env.kind == "prefix"
     gated = options.has_trace and (profile.optional_data or profile.trace_minimal)
@@ -758,7 +762,7 @@ def _plan_once(
             st.saved_by, st.saved_reason = reason
             continue
         if st.remove_rule is None and options.has_trace and site is not None:
-            _trace_gated(st, profile, options, knowledge, trace_kept)
+            _trace_gated(st, profile, options, knowledge, trace_kept, root_tops, root_files)
             continue
         if st.remove_rule is not None:
             st.remove_key = (st.remove_rule.rule.id, "", st.remove_rule.rule.profile, owner, False)
@@ -860,6 +864,128 @@ def _protection(
     return None
 
 
+def _top_name(sub: str) -> str:
+    """The top-level module a site-relative path belongs to (``a/b.py``, ``a.py``,
+    ``a.cpython-312-x86_64-linux-gnu.so`` -> ``a``)."""
+    first, _, rest = sub.partition("/")
+    if first == "__pycache__":  # a top-level module's cache: __pycache__/six.cpython-312.pyc
+        return rest.split(".", 1)[0]
+    if rest:
+        return first
+    return first[:-3] if first.endswith(".py") else first.split(".", 1)[0]
+
+
+def _untraced_root_tops(
+    inventory: Inventory, options: PlanOptions, removed: Container[str], sources: SourceReader,
+    removable: Iterable[str] = (),
+) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """What minimal keeps of the root distributions beyond what the traces reached:
+    (root -> {top-level module: why it is kept whole}, {path: why it is kept}).
+
+    Roots are the distributions named with ``--root``, else those installed by name
+    (REQUESTED). A root's top-level module that no trace imported is kept whole: a trace
+    licenses removing what a run did not reach inside what it used, not a root the user
+    installed for a reason the trace never exercised (issue 15, case 8: a trace of a Flask app
+    let minimal remove gunicorn, whose bin/gunicorn then pointed at a missing module). A
+    console or GUI script of a root whose module no trace imported keeps that module. What
+    the modules kept this way import (statically, transitively, package ``__init__`` chains
+    included) is kept too; verification then imports the root's modules and loads its
+    scripts' entry points, so a dynamic import the static scan missed rolls back.
+    ``removable``: the profile's removable distributions (pip, setuptools, wheel), which are
+    roots only when named with ``--root``.
+    """
+    roots: set[str]
+    if options.roots:
+        roots = {str(canonicalize_name(r)) for r in options.roots}
+    else:
+        # pip, setuptools and wheel are marked REQUESTED by the venv's seeding (ensurepip),
+        # not by the user: the profile's own list decides about them.
+        roots = {d.name for d in inventory.distributions if d.requested} - set(removable)
+    sites = inventory.env.site_packages
+    tops: dict[str, dict[str, str]] = {}
+    scripts: dict[str, str] = {}  # untraced script module -> why
+    for dist in inventory.distributions:
+        if dist.name not in roots or dist.name in removed:
+            continue
+        # Reached: a trace used one of the root's own files there (a namespace package such
+        # as google/ is shared, so the top-level name alone says nothing).
+        reached = set()
+        for path in dist.files:
+            if path in options.trace_paths:
+                found = _site_relative(path, sites)
+                if found is not None:
+                    reached.add(_top_name(found[1]))
+        why: dict[str, str] = {}
+        for top in sorted(_dist_top_levels(dist, sites)):
+            if top not in reached:
+                why[top] = (f"root {dist.name}: no trace imported {top}, so minimal keeps it whole; "
+                            f"trace what uses it, or pass --remove-dist {dist.name}")
+        if why:
+            tops[dist.name] = why
+            for path in dist.files:
+                found = _site_relative(path, sites)
+                if found is None or _top_name(found[1]) not in why:
+                    continue
+                module = _module_name_of(found[1])
+                if module is not None:
+                    scripts.setdefault(module, f"root {dist.name} keeps {module.split('.', 1)[0]} "
+                                               "whole, and it imports this")
+        for ep in dist.entry_points:
+            module = ep.value.split(":", 1)[0].strip()
+            if (ep.group in ("console_scripts", "gui_scripts") and module
+                    and module not in options.trace_modules and module.split(".", 1)[0] not in why):
+                scripts.setdefault(module, f"root {dist.name}: its script {ep.name} runs {module}, which "
+                                           "no trace ran; kept with what it imports")
+    files: dict[str, str] = {}
+    if scripts:
+        files = _import_closure(inventory, sources, scripts)
+    return tops, files
+
+
+def _module_name_of(sub: str) -> Optional[str]:
+    """The dotted module a site-relative ``.py`` or extension file defines, or None."""
+    if not sub.endswith((".py", ".so", ".pyd")):
+        return None
+    stem = sub[:-3] if sub.endswith(".py") else sub.split(".", 1)[0]
+    parts = stem.split("/")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    if parts and all(_IDENT.match(x) for x in parts):
+        return ".".join(parts)
+    return None
+
+
+def _import_closure(inventory: Inventory, sources: SourceReader,
+                    start: Mapping[str, str]) -> dict[str, str]:
+    """path -> why, for the files of the modules in ``start`` (module -> why), of the modules
+    they import (statically, transitively) and of every package ``__init__`` above them."""
+    sites = inventory.env.site_packages
+    module_file: dict[str, str] = {}
+    for fe in inventory.files:
+        found = _site_relative(fe.path, sites)
+        module = _module_name_of(found[1]) if found is not None else None
+        if module is not None:
+            module_file.setdefault(module, fe.path)
+    out: dict[str, str] = {}
+    todo = list(start.items())
+    seen: set[str] = set()
+    while todo:
+        module, why = todo.pop()
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            if name in seen:
+                continue
+            seen.add(name)
+            path = module_file.get(name)
+            if path is None:
+                continue
+            out.setdefault(path, why)
+            if path.endswith(".py"):
+                todo.extend((m, why) for m in sources.imports(path))
+    return out
+
+
 def _trace_keep_set(options: PlanOptions, inventory: Inventory) -> frozenset[str]:
     """Every path a trace reached, plus each imported module's source and __init__ chain."""
     kept = set(options.trace_paths)
@@ -903,6 +1029,8 @@ def _trace_keep_set(options: PlanOptions, inventory: Inventory) -> frozenset[str
 def _trace_gated(
     st: _FileState, profile: Profile, options: PlanOptions, knowledge: Knowledge,
     trace_kept: frozenset[str],
+    root_tops: Optional[Mapping[str, Mapping[str, str]]] = None,
+    root_files: Optional[Mapping[str, str]] = None,
 ) -> None:
     """Optional data (aggressive) and everything unreached (minimal), given a trace."""
     sub = st.sub
@@ -920,6 +1048,10 @@ def _trace_gated(
             return
     if profile.trace_minimal:
         if st.entry.path.endswith(".pth") or sub.endswith(".pth"):
+            return
+        why = (root_tops or {}).get(st.owner, {}).get(_top_name(sub)) or (root_files or {}).get(st.entry.path)
+        if why is not None:
+            st.saved_by, st.saved_reason = "root", why
             return
         name = sub.rsplit("/", 1)[-1]
         if st.entry.executable and ".so" not in name and not name.endswith((".py", ".pyc", ".pyd")):

@@ -39,6 +39,8 @@ class Extras:
     #: The layer rule (prune.layers.LAYER_RULE) when the environment lies on overlayfs.
     layer_note: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # What verification covered (counts and what the plan removes on purpose, unverified).
+    verified: Optional[dict[str, Any]] = None
 
 
 def human_bytes(n: float) -> str:
@@ -193,6 +195,9 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         "verification": {
             "status": extras.verification,
             "failures": list(extras.failures),
+            **({"checked": {k: v for k, v in extras.verified.items() if k != "not_verified"},
+                "not_verified": extras.verified.get("not_verified", [])}
+               if extras.verified is not None else {}),
         },
         "timings": {k: round(v, 3) for k, v in extras.timings},
         "stripped": list(extras.stripped),
@@ -277,6 +282,16 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
                     if t["bytes_added_by_bytecode"] else ""))
     status = d["verification"]["status"]
     lines.append(f"  verification: {status}")
+    checked = d["verification"].get("checked")
+    if checked:
+        touched = checked.get("touched_modules", 0)
+        lines.append(f"    checked again: {checked['modules']} modules"
+                     + (f" ({touched} beside removed files)" if touched else "")
+                     + f", {checked['entry_points']} entry points, {checked['checks']} checks")
+    gone = d["verification"].get("not_verified") or []
+    if gone:
+        names = ", ".join(f"{g['kind']} {g['name']}" for g in gone)
+        lines.append(f"    not verified, removed on purpose: {names}")
     if d.get("layer_rule"):
         lines.append(f"  layers: {d['layer_rule']}")
     if d["timings"]:

@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +63,7 @@ __all__ = [
     "capture_baseline",
     "entry_point_targets",
     "importable_modules",
+    "touched_modules",
     "verification_cost",
     "verify",
 ]
@@ -425,6 +426,87 @@ def importable_modules(inventory: Inventory) -> tuple[ModuleTarget, ...]:
     return tuple(sorted(targets, key=lambda t: t.name))
 
 
+def touched_modules(inventory: Inventory, removed: Iterable[str]) -> tuple[ModuleTarget, ...]:
+    """The packages and modules in each directory of site-packages that loses an entry, sorted.
+
+    A removal next to code is where a guess about "unread" files goes wrong: lazy_loader's
+    ``attach_stub`` parses the ``__init__.pyi`` it removes the moment ``skimage.filters`` is
+    imported, and ``__file__``-relative data is read by the module beside it (issue 15, kind
+    E). Top-level imports do not reach lazily loaded subpackages, so each touched directory's
+    package (``skimage.filters``) and the modules in it (``skimage.filters.edges``) are
+    imported by name.
+
+    :param removed: root-relative paths (files or directories) removed before verification.
+    :returns: targets for the modules that stay: ``__main__``, modules in ``__pycache__`` or
+        below a non-identifier directory, and packages whose own or an enclosing package's
+        ``__init__`` is removed (removed on purpose: not expected to import) are left out.
+        A directory at the top of site-packages adds nothing (top-level modules are checked
+        anyway). Each target's distribution is the owner of its file ("" when unowned).
+    """
+    sites = inventory.env.site_packages
+    gone = set(removed)
+    if not gone:
+        return ()
+
+    def site_split(path: str) -> tuple[str, str] | None:
+        for site in sites:
+            if not site:
+                return site, path
+            if path.startswith(site + "/"):
+                return site, path[len(site) + 1:]
+        return None
+
+    def is_gone(path: str) -> bool:
+        probe = path
+        while probe:
+            if probe in gone:
+                return True
+            probe = probe.rpartition("/")[0]
+        return False
+
+    touched: dict[str, tuple[str, str]] = {}  # directory (root-relative) -> (site, package)
+    for path in gone:
+        split = site_split(path)
+        if split is None:
+            continue
+        site, sub = split
+        directory = sub.rpartition("/")[0]
+        parts = directory.split("/") if directory else []
+        if not parts or not all(p.isidentifier() for p in parts) or "__pycache__" in parts:
+            continue
+        touched[path.rpartition("/")[0]] = (site, ".".join(parts))
+    if not touched:
+        return ()
+    found: dict[str, tuple[str, str]] = {}  # module -> (owner, site)
+    staying_inits: set[str] = set()
+    inits: set[str] = set()
+    for entry in inventory.files:
+        directory, _, filename = entry.path.rpartition("/")
+        module = _module_of_file(filename)
+        if module == "__init__":
+            inits.add(directory)
+            if not is_gone(entry.path):
+                staying_inits.add(directory)
+        if directory not in touched or module is None or module == "__main__":
+            continue
+        if is_gone(entry.path):
+            continue
+        site, package = touched[directory]
+        name = package if module == "__init__" else f"{package}.{module}"
+        found.setdefault(name, (entry.owner or "", site))
+    targets = []
+    for name, (owner, site) in found.items():
+        # An enclosing package whose __init__ is removed was removed on purpose (minimal):
+        # nothing below it is expected to import.
+        parts = name.split(".")
+        base = f"{site}/" if site else ""
+        if any(base + "/".join(parts[:i]) in inits and base + "/".join(parts[:i]) not in staying_inits
+               for i in range(1, len(parts) + 1)):
+            continue
+        targets.append(ModuleTarget(name, owner))
+    return tuple(sorted(targets, key=lambda t: t.name))
+
+
 def entry_point_targets(inventory: Inventory) -> tuple[EntryPointTarget, ...]:
     """Every entry point of every distribution (all groups), sorted by distribution, group,
     name; each is loaded through the target's importlib.metadata when checked."""
@@ -695,7 +777,8 @@ def _child_env(env_root: Path, *, for_check: bool) -> dict[str, str]:
 
 
 def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jobs: int,
-               recheck_timeouts: bool, count: Count = None) -> list[_Result]:
+               recheck_timeouts: bool, count: Count = None,
+               final_at_once: Sequence[bool] = ()) -> list[_Result]:
     """Run every payload in up to ``jobs`` interpreters pulling from one queue.
 
     Many tasks share an interpreter, which makes checking fast, but an import can fail only
@@ -705,7 +788,8 @@ def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jo
     runs again, first, in a fresh one, which then carries on with the queue. A genuinely broken
     module thus costs one extra interpreter start. A timed-out or dead interpreter is replaced
     the same way; without ``recheck_timeouts`` a timeout counts at once (the baseline does not
-    wait twice for a hang it will ignore anyway).
+    wait twice for a hang it will ignore anyway). A task whose ``final_at_once`` entry is true
+    counts on its first failure and its interpreter carries on.
     """
     results: list[_Result | None] = [None] * len(payloads)
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -747,7 +831,8 @@ def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jo
                     result, alive = attempt(worker, index)
                     if not alive:
                         worker = None
-                    final = result.ok or first or (result.timed_out and not recheck_timeouts)
+                    final = (result.ok or first or (result.timed_out and not recheck_timeouts)
+                             or (index < len(final_at_once) and final_at_once[index]))
                     if final:
                         results[index] = result
                         if count is not None:
@@ -799,9 +884,11 @@ def _payload(target: ModuleTarget | EntryPointTarget) -> dict[str, str]:
 
 
 def _probe(launcher: _Launcher, targets: Sequence[ModuleTarget | EntryPointTarget], *,
-           jobs: int, recheck_timeouts: bool, count: Count = None) -> list[_Result]:
+           jobs: int, recheck_timeouts: bool, count: Count = None,
+           first_try: Collection[str] = ()) -> list[_Result]:
+    at_once = [isinstance(t, ModuleTarget) and t.name in first_try for t in targets]
     return _run_tasks(launcher, [_payload(t) for t in targets], jobs=jobs,
-                      recheck_timeouts=recheck_timeouts, count=count)
+                      recheck_timeouts=recheck_timeouts, count=count, final_at_once=at_once)
 
 
 def _run_check(command: str, *, env_root: Path, timeout: float, workdir: Path) -> _Result:
@@ -876,6 +963,7 @@ def capture_baseline(
     timeout: float = 60.0,
     check_timeout: float = 600.0,
     count: Count = None,
+    first_try: Collection[str] = (),
 ) -> Baseline:
     """Record which modules import, which entry points load and which checks pass, now.
 
@@ -890,6 +978,11 @@ def capture_baseline(
     :param timeout: seconds one import or entry point may take before it is killed.
     :param check_timeout: seconds one check command may take.
     :param count: called with (done, total) as each import or entry point is decided.
+    :param first_try: names of modules whose failure counts at once, without the re-check in
+        a fresh interpreter that rules out import order: for the many extra modules beside
+        removed files (:func:`touched_modules`), where a re-check costs a fresh interpreter
+        re-importing its package each time and a false failure only means one module is not
+        checked again.
     :raises UsageError: the interpreter is missing or does not start; ``jobs`` or ``timeout``
         is out of range.
     """
@@ -910,7 +1003,8 @@ def capture_baseline(
         probe.close()
         targets: list[ModuleTarget | EntryPointTarget] = [*modules, *entry_points]
         # A hang in the baseline is not re-run: a thing broken before pruning is ignored anyway.
-        results = _probe(launcher, targets, jobs=jobs, recheck_timeouts=False, count=count)
+        results = _probe(launcher, targets, jobs=jobs, recheck_timeouts=False, count=count,
+                         first_try=frozenset(first_try))
         outcomes = [
             _outcome("import", t.name, t.distribution, r) if isinstance(t, ModuleTarget)
             else _outcome("entry_point", t.label, t.distribution, r)

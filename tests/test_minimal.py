@@ -355,11 +355,14 @@ def test_minimal_without_a_trace_exits_2_with_one_line(small: Small, tmp_path: P
 
 
 def test_keep_module_keeps_the_whole_package_under_minimal(small: Small) -> None:
+    # --root urllib3: requests and markupsafe, installed by name, would otherwise be roots,
+    # which minimal keeps whole when no trace reached them (issue 15, case 8).
     requests_dir = f"{small.site}/requests"
-    without = dry_run(small, "--profile", "minimal", "--keep-from", small.trace_urllib3)
+    without = dry_run(small, "--profile", "minimal", "--keep-from", small.trace_urllib3,
+                      "--root", "urllib3")
     assert removed_by(without.report, f"{requests_dir}/__init__.py")  # unreached: it would go
     kept = dry_run(small, "--profile", "minimal", "--keep-from", small.trace_urllib3,
-                   "--keep-module", "requests")
+                   "--root", "urllib3", "--keep-module", "requests")
     inside = [a["path"] for a in kept.report["actions"]
               if a["path"] == requests_dir or a["path"].startswith(requests_dir + "/")]
     assert inside == []
@@ -384,7 +387,7 @@ def test_a_reached_module_keeps_its_source_and_init_chain(small: Small, tmp_path
     }
     path = tmp_path / "trace.json"
     path.write_text(json.dumps(hand))
-    run = dry_run(small, "--profile", "minimal", "--keep-from", path)
+    run = dry_run(small, "--profile", "minimal", "--keep-from", path, "--root", "urllib3")
     for kept in (retry, f"{site}/urllib3/__init__.py", f"{site}/urllib3/util/__init__.py"):
         assert not removed_by(run.report, kept), kept
     assert removed_by(run.report, f"{site}/urllib3/util/ssltransport.py")  # not on the chain
@@ -403,15 +406,28 @@ def test_minimal_real_run_keeps_what_the_traced_run_imported(small: Small, tmp_p
     for chain in ("requests/__init__.py", "requests/help.py", "urllib3/__init__.py",
                   "urllib3/util/__init__.py", "urllib3/util/retry.py"):
         assert (site / chain).is_file(), chain
-    assert files_under(site / "markupsafe") == []  # never imported
-    assert list(site.glob("markupsafe-*.dist-info/METADATA"))  # metadata stays
+    # markupsafe was installed by name but never imported: a root no trace reached is kept
+    # whole, and the report says why (issue 15, case 8).
+    assert (site / "markupsafe" / "__init__.py").is_file()
+    assert any(k["saved_by"] == "root" for k in run.report["protected"])
     proc = run_python(env, SMALL_CMD)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_minimal_removes_an_unreached_package_directory(small: Small) -> None:
-    run = dry_run(small, "--profile", "minimal", "--keep-from", small.trace)
+    run = dry_run(small, "--profile", "minimal", "--keep-from", small.trace, "--root", "requests")
     assert removed_by(run.report, f"{small.site}/markupsafe")
+
+
+def test_minimal_keeps_a_root_no_trace_reached_and_says_so(small: Small) -> None:
+    # Issue 15, case 8: markupsafe was installed by name (REQUESTED); the trace never imported it.
+    run = dry_run(small, "--profile", "minimal", "--keep-from", small.trace)
+    assert not removed_by(run.report, f"{small.site}/markupsafe/__init__.py")
+    assert not any(a["path"].startswith(f"{small.site}/markupsafe/") and a["rule"] == "minimal-untraced"
+                   for a in run.report["actions"])
+    text = cli(small.pristine, "--dry-run", "--profile", "minimal", "--keep-from", small.trace,
+               "-v", "--explain", f"{small.pristine}/{small.site}/markupsafe/__init__.py").stdout
+    assert "root markupsafe" in text and "--remove-dist markupsafe" in text, text
 
 
 def test_minimal_real_run_on_a_requests_venv(small: Small, tmp_path: Path) -> None:
@@ -464,10 +480,12 @@ def test_minimal_does_not_verify_entry_points_into_a_package_it_removed(tmp_path
 
     root = make_venv_tree(tmp_path / "v")
     add_dist(root, "app", {"app/__init__.py": "VALUE = 1\n"})
+    # A dependency, as networkx is torch's (a root no trace reached would be kept whole).
     md = add_dist(root, "eng", {"eng/__init__.py": "from eng.core import Graph\n",
                                 "eng/core.py": "class Graph:\n    pass\n",
                                 "eng/tests/__init__.py": "",
-                                "eng/tests/backend.py": "from eng import Graph\nbackend = Graph()\n"})
+                                "eng/tests/backend.py": "from eng import Graph\nbackend = Graph()\n"},
+                  requested=False)
     (md / "entry_points.txt").write_text("[eng.backends]\nloop = eng.tests.backend:backend\n")
     with (md / "RECORD").open("a") as record:
         record.write(f"{md.name}/entry_points.txt,,\n")
@@ -479,3 +497,90 @@ def test_minimal_does_not_verify_entry_points_into_a_package_it_removed(tmp_path
     assert run.status == "passed"
     assert not (root / SITE / "eng" / "__init__.py").exists()
     assert run_python(root, "import app; print(app.VALUE)").stdout.strip() == "1"
+
+
+# -- issue 15, case 8: a trace that reached nothing; roots the trace never exercised -----------
+
+
+@pytest.mark.parametrize("profile", ["minimal", "standard"])
+def test_a_trace_that_reached_no_process_is_refused(fresh_venv: Any, tmp_path: Path,
+                                                    profile: str) -> None:
+    env = fresh_venv(["six"])
+    out = tmp_path / "trace.json"
+    proc = trace(env, out, "true", cwd=tmp_path)  # never runs the environment's Python
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["commands"][0]["processes"] == 0
+    before = tree_digest(env)
+    proc = cli(env, "--profile", profile, "--keep-from", out, "-q")
+    # Before: minimal removed 98.6% of an environment and exited 0.
+    assert proc.returncode == 2, proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert '"processes": 0' in proc.stderr and "Traceback" not in proc.stderr
+    assert tree_digest(env) == before
+
+
+SERVER = {
+    "srv/__init__.py": "from srv.app import main\n",
+    "srv/app.py": "from srv import util\n\ndef main():\n    print('serving', util.PORT)\n    return 0\n",
+    "srv/util.py": "PORT = 8000\n",
+}
+WEB = {
+    "webapp/__init__.py": "from webapp.core import hello\n",
+    "webapp/core.py": "def hello():\n    return 'hello'\n",
+    "webapp/extra.py": "UNUSED = True\n",
+}
+
+
+def test_minimal_keeps_a_root_and_its_script_that_no_trace_reached(fresh_venv: Any,
+                                                                   tmp_path: Path) -> None:
+    # Case 8: a trace that exercised only the web app let minimal remove the whole server
+    # package (installed by name, like gunicorn) while the report said "kept: root", and
+    # bin/srv pointed at a missing module.
+    from synth import add_dist
+
+    env = fresh_venv()
+    site = rel_site(env)
+    add_dist(env, "webapp", WEB, site=site)
+    add_dist(env, "srv", SERVER, site=site, scripts=("srv",))
+    launcher = env / "bin" / "srv"
+    launcher.write_text(f"#!{env}/bin/python\nimport sys\nfrom srv import main\nsys.exit(main())\n")
+    out = tmp_path / "trace.json"
+    proc = trace(env, out, "python", "-c", "import webapp; print(webapp.hello())", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = Pruned(env, "--profile", "minimal", "--keep-from", out)
+    assert run.code == 0, run.stderr
+    assert run.status == "passed"
+    assert not (site_of(env) / "webapp" / "extra.py").exists()  # minimal still trims what the trace used
+    for name in SERVER:
+        assert (site_of(env) / name).is_file(), name
+    assert any(k["saved_by"] == "root" for k in run.report["protected"]), run.report["protected"]
+    proc = subprocess.run([str(launcher)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "serving 8000", proc.stderr
+
+
+def test_a_root_script_the_trace_did_not_run_keeps_its_module_and_imports(fresh_venv: Any,
+                                                                          tmp_path: Path) -> None:
+    # The trace imported the root's package (srv) but never ran its script's module (srv.cli),
+    # which imports srv.util: both stay, so bin/srv still works.
+    from synth import add_dist
+
+    env = fresh_venv()
+    site = rel_site(env)
+    files = {"srv/__init__.py": "VERSION = 1\n",
+             "srv/cli.py": "from srv.util import PORT\n\ndef main():\n    print('serving', PORT)\n    return 0\n",
+             "srv/util.py": "PORT = 8000\n", "srv/unused.py": "X = 1\n"}
+    md = add_dist(env, "srv", files, site=site)
+    (md / "entry_points.txt").write_text("[console_scripts]\nsrv = srv.cli:main\n")
+    with (md / "RECORD").open("a") as record:
+        record.write(f"{md.name}/entry_points.txt,,\n")
+    launcher = env / "bin" / "srv"
+    launcher.write_text(f"#!{env}/bin/python\nimport sys\nfrom srv.cli import main\nsys.exit(main())\n")
+    launcher.chmod(0o755)
+    out = tmp_path / "trace.json"
+    assert trace(env, out, "python", "-c", "import srv", cwd=tmp_path).returncode == 0
+    run = Pruned(env, "--profile", "minimal", "--keep-from", out)
+    assert run.code == 0, run.stderr
+    assert not (site_of(env) / "srv" / "unused.py").exists()
+    assert (site_of(env) / "srv" / "cli.py").is_file() and (site_of(env) / "srv" / "util.py").is_file()
+    proc = subprocess.run([str(launcher)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "serving 8000", proc.stderr

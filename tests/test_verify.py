@@ -540,3 +540,123 @@ def test_batched_baseline_beats_one_process_per_module(fresh_venv: FreshVenv) ->
     print(f"\nbaseline {batched:.2f}s for {len(modules)} modules + {len(entry_points)} entry "
           f"points; naive {naive:.2f}s for the modules alone")
     assert batched < naive + 1.0
+
+
+# --------------------------------------------------------------------------- issue 15: kinds E, case 7
+
+VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VENV_PRUNE), *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_touched_modules_are_the_packages_and_modules_beside_removed_files() -> None:
+    site = "lib/python3.12/site-packages"
+    inv = _inventory(
+        [("lazy/__init__.py", "lazy"), ("lazy/filters/__init__.py", "lazy"),
+         ("lazy/filters/__init__.pyi", "lazy"), ("lazy/filters/edges.py", "lazy"),
+         ("lazy/filters/__main__.py", "lazy"), ("lazy/filters/_c.cpython-312-x86_64-linux-gnu.so", "lazy"),
+         ("lazy/measure/__init__.py", "lazy"), ("lazy/measure/tests/__init__.py", "lazy"),
+         ("lazy/measure/tests/test_x.py", "lazy"), ("lazy/other/__init__.py", "lazy"),
+         ("lazy/other/core.py", "lazy"), ("gone/__init__.py", "lazy"), ("gone/sub/__init__.py", "lazy"),
+         ("gone/sub/a.pyi", "lazy"), ("lazy/__pycache__/x.cpython-312.pyc", "lazy"),
+         ("top.pyi", "lazy"), ("top.py", "lazy")],
+        {"lazy": []},
+    )
+    removed = [f"{site}/{p}" for p in ("lazy/filters/__init__.pyi", "lazy/measure/tests",
+                                       "gone/__init__.py", "gone/sub/a.pyi", "top.pyi")]
+    from prune.verify import touched_modules
+
+    names = [m.name for m in touched_modules(inv, removed)]
+    # The lazily loaded subpackage and the modules beside the removed stub; the package
+    # that lost its tests directory; not __main__, not a package under a removed __init__,
+    # not the top of site-packages (top-level modules are checked anyway).
+    assert names == ["lazy.filters", "lazy.filters._c", "lazy.filters.edges", "lazy.measure"]
+    assert {m.distribution for m in touched_modules(inv, removed)} == {"lazy"}
+    assert touched_modules(inv, []) == ()
+
+
+# A lazily loaded subpackage that parses the stub beside it when imported, as
+# lazy_loader.attach_stub does (skimage.filters); the name is put together at run time so that
+# no evidence scan sees it: verification is the backstop for what the planner cannot know.
+LAZY = {
+    "lazypkg/__init__.py": "VALUE = 1\n",
+    "lazypkg/filters/__init__.py": textwrap.dedent("""\
+        import os
+        _stub = os.path.join(os.path.dirname(__file__), "__init__." + "py" + chr(105))
+        if not os.path.exists(_stub):
+            raise ValueError(f"Cannot load imports from non-existent stub {_stub!r}")
+        def otsu():
+            return 3
+    """),
+    "lazypkg/filters/__init__.pyi": "def otsu() -> int: ...\n",
+}
+
+
+def test_a_lazily_loaded_subpackage_beside_a_removed_stub_is_verified(
+        fresh_venv: FreshVenv) -> None:
+    from synth import add_dist as synth_add_dist
+
+    env = fresh_venv()
+    synth_add_dist(env, "lazypkg", LAZY, site=site_packages(env).relative_to(env).as_posix())
+    before = tree_digest(env)
+    proc = _cli(env, "--profile", "standard", "--format", "json", "-q")
+    # Before issue 15: exit 0, "verification: passed", and `import lazypkg.filters` failed.
+    assert proc.returncode == 1, proc.stderr
+    import json
+
+    report = json.loads(proc.stdout)
+    (failure,) = [f for f in report["verification"]["failures"] if f["name"] == "lazypkg.filters"]
+    assert "non-existent stub" in failure["error"]
+    assert failure["rules"] == [
+        f"type-stubs ({site_packages(env).relative_to(env).as_posix()}/lazypkg/filters/__init__.pyi)"]
+    assert tree_digest(env) == before
+    assert run_python_in(env, "import lazypkg.filters; print(lazypkg.filters.otsu())") == "3"
+
+
+def run_python_in(env: Path, code: str) -> str:
+    proc = subprocess.run([str(python_of(env)), "-B", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_report_says_what_was_checked_and_what_was_removed_on_purpose(
+        fresh_venv: FreshVenv) -> None:
+    import json
+
+    env = fresh_venv(["six"])
+    proc = _cli(env, "--profile", "standard", "--format", "json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    verification = json.loads(proc.stdout)["verification"]
+    assert verification["status"] == "passed"
+    assert verification["checked"]["modules"] >= 1  # six, at least
+    # pip goes with the standard profile: removed on purpose, so not "verified".
+    not_verified = {(g["kind"], g["name"]) for g in verification["not_verified"]}
+    assert ("distribution", "pip") in not_verified
+    text = _cli(fresh_venv(["six"]), "--profile", "standard", "-q").stdout
+    assert "not verified, removed on purpose: distribution pip" in text
+
+
+def test_a_check_that_fails_before_pruning_is_refused(fresh_venv: FreshVenv) -> None:
+    env = fresh_venv()
+    before = tree_digest(env)
+    proc = _cli(env, "--check", "false", "-q")
+    # Before issue 15: exit 0, "verification: passed", the environment pruned.
+    assert proc.returncode == 2, proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--check 'false' already fails before pruning" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree_digest(env) == before
+
+
+def test_the_library_refuses_a_check_that_fails_before_pruning(fresh_venv: FreshVenv) -> None:
+    from prune import PruneRequest, run
+
+    env = fresh_venv()
+    before = tree_digest(env)
+    with pytest.raises(UsageError, match="already fails before pruning"):
+        run(PruneRequest(path=str(env), checks=("exit 3",)))
+    assert tree_digest(env) == before
