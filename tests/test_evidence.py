@@ -243,3 +243,23 @@ def test_scikit_image_filters_and_measure_after_pruning(fresh_venv: Callable[...
     assert report["totals"]["bytes_removed"] > 0
     assert _kept_on_evidence(report, "scikit-image") > 0
     assert (env / SITE / "skimage" / "filters" / "__init__.pyi").exists()
+
+
+# ------------------------------------------------------------------ the pure evidence step
+
+def test_a_path_literal_names_only_the_files_whose_path_ends_so() -> None:
+    """``"csrc/utils.h"`` names ``.../csrc/utils.h``, not every ``utils.h``; an f-string's
+    placeholder directory is skipped, the plain tail after it still counts."""
+    from prune.evidence import Candidate, find_evidence
+
+    code = {"kit": [("site/kit/gen.py", "kit/gen.py")]}
+    source = (b"import os\nHERE = os.path.dirname(__file__)\n"
+              b"A = os.path.join(HERE, 'csrc/utils.h')\nB = f'{HERE}/rt/driver.c'\n")
+    candidates = [Candidate("kit/include/csrc/utils.h", "kit", "c-sources"),
+                  Candidate("kit/other/utils.h", "kit", "c-sources"),
+                  Candidate("kit/rt/driver.c", "kit", "c-sources"),
+                  Candidate("kit/driver.c", "kit", "c-sources"),
+                  Candidate("other/include/csrc/utils.h", "other", "c-sources")]
+    found = find_evidence(candidates, code, lambda p: source if p == "site/kit/gen.py" else b"")
+    assert sorted(found) == [0, 2], found
+    assert found[0].kind == "file-name" and found[0].source == "site/kit/gen.py"
