@@ -117,7 +117,10 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
         could not compile, relative to the root, sorted) and ``summary`` (one line of text).
     :raises UsageError: the environment has no interpreter, or ``optimize`` is not 0, 1 or 2.
     :raises PruneError: the interpreter could not run compileall at all (it is missing, or
-        compileall failed without naming a file).
+        compileall failed without naming a file); nothing was placed.
+    :raises Interrupted: SIGINT or SIGTERM arrived: compileall's process group was killed and
+        the caches discarded (or, once placing had begun, all placed); the message says which.
+    :raises Busy: another run holds the environment's lock or is compiling it.
     """
     if env.python is None:
         raise UsageError(f"{env.root}: no interpreter to byte-compile with; pass --python EXE "

@@ -63,6 +63,9 @@ def check_destination(source_root: Path, dst: str) -> Destination:
             entries = os.listdir(out)
         except OSError as exc:
             raise UsageError(f"--output {dst}: cannot list it ({exc.strerror}); pass a new directory") from exc
+        if ".venv-prune-bytecode" in entries or ".venv-prune" in entries:
+            raise UsageError(f"--output {dst}: holds an interrupted run's state (a pruned copy whose "
+                             f"--bytecode compile or prune was killed); run 'venv-prune recover {dst}'")
         if entries:
             raise UsageError(f"--output {dst}: exists and is not empty; pass a new or empty directory")
         inside = os.stat(out).st_dev != os.stat(out.parent).st_dev

@@ -220,3 +220,49 @@ def test_cli_bytecode_compile(mini_env: Path, tmp_path: Path) -> None:
     assert len(pycs) == bytecode["files"]
     assert {pyc_flags(b) for b in pycs.values()} == {0b01}
     assert run_python(env, "import mini; print(mini.classify('zeta'))").stdout.strip() == "greek"
+
+
+def test_a_compile_killed_while_placing_is_finished_and_one_killed_compiling_discarded(
+        mini_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16, item 4: the caches are compiled into a scratch tree and renamed into place
+    under a journal, so what a SIGKILL leaves is settled by the next run or ``recover``:
+    all of the caches, or none of them, never a mix."""
+    from prune import bytecode
+    from prune.bytecode import finish_pending, scratch_dir
+
+    reference = copy_env(mini_env, tmp_path / "reference")
+    compile_environment(locate(reference), measure=False)
+    all_caches = {p.relative_to(reference) for p in reference.rglob("*.pyc")}
+    assert all_caches
+
+    class Killed(BaseException):
+        """Stands for the SIGKILL: nothing after it runs in the killed process."""
+
+    real_place = bytecode._place
+
+    def killed_halfway(scratch: Path, moves: list[tuple[str, str]]) -> None:
+        real_place(scratch, moves[: len(moves) // 2])
+        raise Killed
+
+    def no_settle(scratch: Path) -> bool:
+        raise Killed
+
+    for phase in ("placing", "compiling"):
+        env = copy_env(mini_env, tmp_path / phase)
+        if phase == "placing":
+            monkeypatch.setattr(bytecode, "_place", killed_halfway)
+        else:
+            monkeypatch.setattr(bytecode, "_placements", lambda *a: (_ for _ in ()).throw(Killed()))
+        monkeypatch.setattr(bytecode, "_settle", no_settle)
+        with pytest.raises(Killed):
+            compile_environment(locate(env), measure=False)
+        monkeypatch.undo()
+        assert scratch_dir(locate(env)).is_dir()
+        caches = {p.relative_to(env) for p in env.rglob("*.pyc") if ".venv-prune-bytecode" not in p.parts}
+        if phase == "placing":
+            assert caches and caches < all_caches  # the mix a kill leaves until it is settled
+        message = finish_pending(locate(env))
+        assert message and ("finished" in message if phase == "placing" else "discarded" in message)
+        assert not scratch_dir(locate(env)).exists()
+        settled = {p.relative_to(env) for p in env.rglob("*.pyc")}
+        assert settled == (all_caches if phase == "placing" else set())

@@ -206,3 +206,20 @@ def test_lone_remove_negation_exits_2_naming_keep(synth_env: Path) -> None:
     assert code == 2 and "--keep 'pkg/tests/'" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert tree_digest(synth_env) == before
+
+
+def test_an_os_error_no_handler_expected_is_one_line_exit_4(synth_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16, item 6: the last resort at the command-line boundary. Any OSError that no
+    specific handler turned into a PruneError is one line naming the path and the error."""
+    import prune.pipeline
+
+    def refuse(*args: object, **kw: object) -> None:
+        raise PermissionError(13, "Permission denied", str(synth_env / "lib"))
+
+    monkeypatch.setattr(prune.pipeline, "scan", refuse)
+    code = main([str(synth_env), "-q"])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{synth_env / 'lib'}: Permission denied (EACCES)" in err

@@ -7,6 +7,7 @@ import os
 import py_compile
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -271,3 +272,43 @@ def test_real_subprocess_cli(tmp_path: Path, project_root: Path) -> None:
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_an_unreadable_file_is_one_line_exit_4_and_nothing_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: an unreadable file in the tree was a traceback and exit 1."""
+    import builtins
+
+    from prune import pack as packmod
+    from prune.cli import main
+
+    tree = make_tree(tmp_path / "tree")
+    locked = tree / "lib" / "pkg" / "data.bin"
+    if os.geteuid() != 0:
+        locked.chmod(0)
+    else:  # root reads everything: the operating system's answer to anyone else, injected
+        real_open = builtins.open
+
+        def refusing(file, *args, **kw):  # type: ignore[no-untyped-def]
+            if str(file) == str(locked):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kw)
+
+        monkeypatch.setattr(packmod, "open", refusing, raising=False)
+    out = tmp_path / "env.tar.gz"
+    code = main(["pack", str(tree), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert len(err.strip().splitlines()) == 1 and "data.bin: Permission denied" in err, err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["tree"]
+
+
+def test_an_unreadable_file_through_the_console_script(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads everything (the in-process test injects the refusal)")
+    tree = make_tree(tmp_path / "tree")
+    (tree / "lib" / "pkg" / "data.bin").chmod(0)
+    proc = subprocess.run([str(Path(sys.executable).parent / "venv-prune"), "pack", str(tree), "-o",
+                           str(tmp_path / "env.tar")], capture_output=True, text=True)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "data.bin" in proc.stderr

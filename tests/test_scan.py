@@ -250,3 +250,32 @@ def test_the_launcher_starts_the_walk_that_scan_then_takes(tmp_path: Path) -> No
     assert proc is not None and out is not None and os.path.isdir(out)
     discard_prestarted()
     assert not _PRESTARTED and proc.poll() is not None and not os.path.exists(out)
+
+
+@pytest.mark.parametrize("make_unreadable", ["directory", "chmod"])
+def test_an_unreadable_record_is_a_diagnostic_and_its_distribution_stays_whole(
+        tmp_path: Path, make_unreadable: str) -> None:
+    """Issue 16: an unreadable RECORD was read as absent, so --remove-dist six left six.py."""
+    if make_unreadable == "chmod" and os.geteuid() == 0:
+        pytest.skip("root reads everything; the directory case covers root")
+    from prune.plan import PlanOptions
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": "X = 1\n"})
+    add_dist(root, "six", {"six.py": "X = 1\n"}, requested=False)
+    record = next((root / SITE).glob("six-*.dist-info")) / "RECORD"
+    if make_unreadable == "directory":
+        record.unlink()
+        record.mkdir()
+    else:
+        record.chmod(0)
+    inv = scan(locate(root))
+    six = inv.distribution("six")
+    assert six is not None and six.record_error and not six.has_record
+    assert "unreadable-record" in codes(inv)
+    # With explicit roots six is unreachable, yet nothing says which files are its own: kept.
+    plan = build_plan(inv, load_profile("standard"), PlanOptions(roots=("app",)))
+    assert not any(d.remove for d in plan.distributions if d.name == "six")
+    assert not any(a.path.endswith("six.py") for a in plan.actions)
+    with pytest.raises(UsageError, match="RECORD cannot be read"):
+        build_plan(inv, load_profile("standard"), PlanOptions(remove_dists=("six",)))
