@@ -22,12 +22,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SplitLog", "Restorer", "stage", "move_file", "plain_relative", "REFUSED", "SPLITS"]
+__all__ = ["SplitLog", "Restorer", "stage", "move_file", "plain_relative", "mount_points", "REFUSED", "SPLITS"]
 
 SPLITS = "splits.jsonl"
 #: rename errors that mean "not like this" rather than "not at all": EXDEV from overlayfs or
@@ -43,6 +44,8 @@ class SplitLog:
 
     path: Path
     dirs: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    #: mount points below the root (:func:`mount_points`), for staging only
+    mounts: frozenset[str] = frozenset()
 
     def add(self, rel: str, st: os.stat_result) -> None:
         meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
@@ -115,10 +118,43 @@ def move_file(src: str, dst: str) -> None:
     os.unlink(src)
 
 
+def mount_points(root: Path) -> frozenset[str]:
+    """Mount points strictly below ``root`` (from /proc/self/mountinfo; none where it is absent).
+
+    A directory holding one can be renamed, and the mount goes with it into the stash, where the
+    commit would delete the mounted filesystem's files and then fail on the mount point: such a
+    directory is split instead, and the mount point stays, emptied, as ``rm -rf`` leaves it.
+    """
+    try:
+        text = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return frozenset()
+    base = os.path.realpath(root).rstrip("/") + "/"
+    out = set()
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point.startswith(base):
+                out.add(point)
+    return frozenset(out)
+
+
+def _holds_mount(src: str, log: SplitLog) -> bool:
+    if not log.mounts:
+        return False
+    real = os.path.realpath(src)
+    return any(m == real or m.startswith(real + "/") for m in log.mounts)
+
+
 def stage(root: Path, rel: str, dst: str, log: SplitLog) -> None:
     """Move ``root/rel`` to ``dst`` (which must not exist): one rename when the kernel allows,
     else the directory is split (see the module docstring)."""
     src = os.path.join(root, rel)
+    if _holds_mount(src, log) and _is_dir(src):
+        _split(src, rel, dst, log)
+        return
     try:
         os.rename(src, dst)
         return
@@ -131,30 +167,40 @@ def stage(root: Path, rel: str, dst: str, log: SplitLog) -> None:
     _split(src, rel, dst, log)
 
 
-def _split(src: str, rel: str, dst: str, log: SplitLog) -> None:
+def _split(src: str, rel: str, dst: str, log: SplitLog) -> bool:
+    """Stage the entries of directory ``src`` into a new ``dst``; returns whether ``src``
+    itself could then be removed (not a mount point, nor above one that stays)."""
     log.add(rel, os.lstat(src))
     os.mkdir(dst, 0o700)
     with os.scandir(src) as it:
         names = sorted(e.name for e in it)
+    removable = True
     for name in names:
         s, d = os.path.join(src, name), os.path.join(dst, name)
+        if _holds_mount(s, log) and _is_dir(s):
+            removable = _split(s, f"{rel}/{name}", d, log) and removable
+            continue
         try:
             os.rename(s, d)
         except OSError as exc:
             if exc.errno not in REFUSED:
                 raise
             if _is_dir(s):
-                _split(s, f"{rel}/{name}", d, log)
+                removable = _split(s, f"{rel}/{name}", d, log) and removable
             elif exc.errno == errno.EXDEV:
                 move_file(s, d)
             else:
                 raise
+    if not removable:
+        return False
     try:
         os.rmdir(src)
     except OSError as exc:
         # A mount point cannot go; it stays, empty, as it would after a plain rm -rf.
         if exc.errno != errno.EBUSY:
             raise
+        return False
+    return True
 
 
 def _same_content(a: str, b: str) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from ._lock import env_lock
-from ._staging import SPLITS, Restorer, SplitLog, move_file, plain_relative, stage
+from ._staging import SPLITS, Restorer, SplitLog, mount_points, move_file, plain_relative, stage
 from .env import Environment
 from .errors import ApplyFailed, Interrupted, PendingJournal, PruneError, UnsafePath, VerificationFailed
 from .model import Plan
@@ -404,7 +404,7 @@ def _open_state(txn: _Txn) -> None:
         txn.sdir.mkdir(mode=0o700)
         (txn.sdir / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
     txn.stash.mkdir()
-    txn.log = SplitLog(txn.sdir / SPLITS)
+    txn.log = SplitLog(txn.sdir / SPLITS, mounts=mount_points(txn.root))
 
 
 def _clear_state(sdir: Path) -> None:

@@ -359,3 +359,58 @@ def test_root_keeps_the_owner_and_mode_of_rewritten_records(tmp_path: Path) -> N
     assert record.stat().st_mode & 0o7777 == 0o640
     assert "pkg/tests/data.txt" not in record.read_text()
     assert set(tree_owners(root).values()) == {(OTHER, OTHER + 1)}
+
+
+# --- mount points inside the environment (issue 14: a directory that is one or crosses one) ---
+
+def _mount_env(base: Path, made: list[Path]) -> tuple[Path, Path, Path]:
+    """make_env with a tmpfs mounted on pkg/tests (a planned path that is a mount point) and on
+    gone/tests/deep (a planned path that holds one), each filled with what RECORD lists."""
+    root = make_env(base, c_files=3)
+    site = root / SITE
+    add_dist(root, "more", {"more/__init__.py": "", "more/tests/__init__.py": "",
+                            "more/tests/deep/t.py": "T = 1\n"})
+    point, deep = site / "pkg/tests", site / "more/tests/deep"
+    for where, files in ((point, {"__init__.py": "", "data.txt": "x"}), (deep, {"t.py": "T = 1\n"})):
+        saved = {n: (where / n).read_bytes() for n in files}
+        mount(made, "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(where))
+        for n, data in saved.items():
+            (where / n).write_bytes(data)
+        if (where / "data.txt").exists():
+            (where / "data.txt").chmod(0o600)  # a mode a rollback must bring back
+    return root, point, deep
+
+
+@ROOT_ONLY
+def test_mount_points_inside_the_environment_stage_commit_and_stay(tmp_path: Path, mounts: list[Path]) -> None:
+    root, point, deep = _mount_env(tmp_path, mounts)
+    plan = plan_of(root)
+    paths = {a.path for a in plan.actions}
+    assert f"{SITE}/pkg/tests" in paths and f"{SITE}/more/tests" in paths
+    apply_plan(plan)
+    # What was on the mounted filesystems is gone; the mount points stay, empty, as after rm -rf.
+    assert os.listdir(point) == [] and os.listdir(deep) == []
+    assert os.path.ismount(point) and os.path.ismount(deep)
+    assert sorted(os.listdir(root / SITE / "more" / "tests")) == ["deep"]
+    assert not state_dir(locate(root)).exists()
+
+
+@ROOT_ONLY
+def test_mount_points_inside_the_environment_roll_back_byte_for_byte(tmp_path: Path, mounts: list[Path]) -> None:
+    root, point, deep = _mount_env(tmp_path, mounts)
+    before, owners = tree_digest(root), tree_owners(root)
+
+    class Fails:
+        def before(self) -> None: ...
+
+        def after(self) -> Sequence[Failure]:
+            assert os.listdir(point) == [], "verification must see the mount point emptied"
+            return [Failure("import", "pkg", "pkg", "ModuleNotFoundError: No module named 'pkg.tests'")]
+
+    from prune.errors import VerificationFailed
+
+    with pytest.raises(VerificationFailed):
+        apply_plan(plan_of(root), verifier=Fails())
+    assert tree_digest(root) == before and tree_owners(root) == owners
+    assert os.path.ismount(point) and os.path.ismount(deep)
+    assert not state_dir(locate(root)).exists()
