@@ -52,10 +52,13 @@ def journal_state(state: Path) -> Optional[str]:
 @dataclass(frozen=True)
 class Kill:
     """Where to kill: ``delay`` seconds after the start, after ``state`` dir appears
-    (``anchor="state-dir"``), or after the journal first shows ``anchor`` (e.g. "committing")."""
+    (``anchor="state-dir"``), after the journal first shows ``anchor`` (e.g. "committing"), or,
+    with ``until``, after that predicate first holds (a phase with a marker of its own: a
+    compile's output appearing, an --output copy's temporary directory)."""
 
     delay: float
     anchor: str = "start"
+    until: Optional[Callable[[], bool]] = None
 
 
 def kill_once(argv: list[str], state: Path, kill: Kill, *, env: Optional[dict[str, str]] = None,
@@ -65,7 +68,10 @@ def kill_once(argv: list[str], state: Path, kill: Kill, *, env: Optional[dict[st
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, env=env)
     deadline = time.monotonic() + 300
-    if kill.anchor == "state-dir":
+    if kill.until is not None:
+        while proc.poll() is None and not kill.until() and time.monotonic() < deadline:
+            time.sleep(poll)
+    elif kill.anchor == "state-dir":
         while proc.poll() is None and not os.path.lexists(state) and time.monotonic() < deadline:
             time.sleep(poll)
     elif kill.anchor != "start":
