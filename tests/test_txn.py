@@ -414,3 +414,22 @@ def test_mount_points_inside_the_environment_roll_back_byte_for_byte(tmp_path: P
     assert tree_digest(root) == before and tree_owners(root) == owners
     assert os.path.ismount(point) and os.path.ismount(deep)
     assert not state_dir(locate(root)).exists()
+
+
+def test_two_runs_started_together_never_undo_each_other(tmp_path: Path) -> None:
+    # Before the lock, each run deleted a state directory it found ('a stale one'), i.e. the
+    # other's stash. Now one holds the lock; the other exits 75 or, started after the first
+    # finished, plans nothing: either way the result is the one prune.
+    template = make_env(tmp_path / "t", c_files=200)
+    reference = copy_env(template, tmp_path / "reference")
+    assert cli(str(reference), "--profile", "safe", "--no-verify", "-q").returncode == 0
+    for i in range(4):
+        root = copy_env(template, tmp_path / f"r{i}")
+        argv = slow_rename_argv([str(root), "--profile", "safe", "--no-verify", "-q"], 0.001)
+        procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+        codes = sorted(p.wait(timeout=300) for p in procs)
+        errs = [p.stderr.read().decode() for p in procs if p.stderr]
+        assert codes in ([0, 75], [0, 0]), (codes, errs)
+        assert not any("Traceback" in e for e in errs), errs
+        assert tree_digest(root) == tree_digest(reference)
+        assert not os.path.lexists(root / STATE)
