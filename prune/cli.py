@@ -288,6 +288,7 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
             path=where, profile=config or profile, options=options,
             dry_run=dry_run or bool(explain_paths), verify=not no_verify, checks=tuple(checks),
             python=python, strip=strip, traces=tuple(keep_from), jobs=jobs,
+            startup_after=bytecode != "compile",  # timed after the compile instead
         )
 
     from .errors import VerificationFailed

@@ -50,6 +50,8 @@ class PruneRequest:
     timeout: float = 120.0
     #: Time the REQUESTED distributions' imports before and after (the report's start-up line).
     measure_startup: bool = True
+    #: False when the caller times the "after" side itself (the command, after a compile).
+    startup_after: bool = True
 
 
 @dataclass(frozen=True)
@@ -381,7 +383,7 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
         {"path": r.path, "bytes_saved": r.bytes_saved, "detail": r.detail} for r in result.replacements
     )
     timings = before_apply + [t for t in result.timings if t[0] != "total"]
-    if startup is not None:
+    if startup is not None and request.startup_after:
         timed = time.perf_counter()
         startup = startupmod.measure_after(env, startup)
         timings = [(k, v + time.perf_counter() - timed if k == "startup" else v) for k, v in timings]

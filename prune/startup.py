@@ -73,9 +73,12 @@ def startup_modules(plan: Plan) -> StartupProbe:
         if m.distribution in chosen and m.name not in _SEEDED and not m.name.startswith("_"):
             per_dist.setdefault(m.distribution, []).append(m.name)
     modules: list[str] = []
-    for names in per_dist.values():
+    for dist, names in per_dist.items():
         plain = [n for n in names if "." not in n]  # a namespace package lists submodules
-        modules += (plain or names)[:3]
+        # The module named like its distribution is the one applications import
+        # (matplotlib, not its pylab; else up to three: PyYAML's yaml, scikit-learn's sklearn).
+        named = [n for n in plain if canonicalize_name(n) == dist]
+        modules += named or (plain or names)[:3]
     return StartupProbe(tuple(sorted(modules)[:_MAX_MODULES]), tuple(sorted(chosen)))
 
 
