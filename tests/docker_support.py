@@ -142,7 +142,7 @@ def build(context: Path, tag: str, *, target: Optional[str] = None, dockerfile: 
 
     :raises BuildFailed: the build failed (the message holds the last 60 lines).
     """
-    cmd = ["docker", "build", "--network", "host", "-t", tag]
+    cmd = ["docker", "build", "--force-rm", "--network", "host", "-t", tag]
     if target:
         cmd += ["--target", target]
     if dockerfile is not None:
