@@ -263,10 +263,6 @@ def same_run(dockerfile: str) -> str:
 
 
 def without_prune(dockerfile: str) -> str:
-    """The Dockerfile with its venv-prune step removed: the baseline for image sizes."""
+    """The Dockerfile with its venv-prune ``RUN`` lines removed: the baseline for image sizes."""
     lines = [ln for ln in dockerfile.splitlines() if not (ln.startswith("RUN ") and "venv-prune" in ln)]
-    fixed = []
-    for ln in lines:  # pip install poetry venv-prune -> pip install poetry
-        fixed.append(re.sub(r"(\bpip install [^\n]*?) (?:/tmp/venv-prune-dist/\S+|venv-prune)\b", r"\1", ln)
-                     if ln.startswith("RUN ") else ln)
-    return "\n".join(fixed) + "\n"
+    return "\n".join(lines) + "\n"
