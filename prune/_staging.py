@@ -28,7 +28,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SplitLog", "Restorer", "stage", "move_file", "plain_relative", "mount_points", "REFUSED", "SPLITS"]
+__all__ = ["SplitLog", "Restorer", "stage", "move_file", "copy_name", "plain_relative", "mount_points",
+           "REFUSED", "SPLITS"]
 
 SPLITS = "splits.jsonl"
 #: rename errors that mean "not like this" rather than "not at all": EXDEV from overlayfs or
@@ -92,6 +93,11 @@ def _is_dir(path: str) -> bool:
         return False
 
 
+def copy_name(dst: str) -> str:
+    """The temporary name beside ``dst`` that :func:`move_file` copies to."""
+    return os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.venv-prune-copy")
+
+
 def move_file(src: str, dst: str) -> None:
     """Rename a file or symlink; across filesystems (EXDEV) copy it exactly (content, mode,
     times, owner when root) to a temporary name beside ``dst``, rename that into place, then
@@ -102,7 +108,7 @@ def move_file(src: str, dst: str) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.venv-prune-copy")
+    tmp = copy_name(dst)
     if os.path.lexists(tmp):
         os.unlink(tmp)
     st = os.lstat(src)

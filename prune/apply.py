@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from ._lock import env_lock
-from ._staging import SPLITS, Restorer, SplitLog, mount_points, move_file, plain_relative, stage
+from ._staging import SPLITS, Restorer, SplitLog, copy_name, mount_points, move_file, plain_relative, stage
 from .env import Environment
 from .errors import ApplyFailed, Interrupted, PendingJournal, PruneError, UnsafePath, VerificationFailed
 from .model import Plan
@@ -726,6 +726,9 @@ def _rollback(txn: _Txn) -> int:
             src = txn.root / step["path"]
             if os.path.lexists(src) and not os.path.isdir(src):
                 os.unlink(src)  # the replacement this run put there
+            # ...or the copy of it that a kill interrupted (a file on another filesystem).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(copy_name(str(src)))
         if restorer.restore(str(stashed), step["path"]):
             undone += 1
     txn.moved_aside = restorer.moved_aside
