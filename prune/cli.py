@@ -8,11 +8,12 @@ and every click usage error becomes one line on stderr and its exit code:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
@@ -317,30 +318,60 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
         for p in explain_paths:
             click.echo(explain(outcome.plan, p))
         return
-    extras_ = outcome.extras
-    if output and extras_.layer_note:
-        # The copy was made by this run, in this layer: deleting from it does shrink the layer.
-        extras_ = Extras(**{**extras_.__dict__, "layer_note": None})
-    if limit is not None:
-        extras_ = Extras(**{**extras_.__dict__, "max_size": limit})
-    if bytecode == "compile" and not dry_run and outcome.result is not None:
-        from .errors import Interrupted
+    # After the commit a signal rolls nothing back: it must say the prune is complete.
+    with _after_commit(not dry_run and outcome.result is not None):
+        extras_ = outcome.extras
+        if output and extras_.layer_note:
+            # The copy was made by this run, in this layer: deleting from it does shrink the layer.
+            extras_ = Extras(**{**extras_.__dict__, "layer_note": None})
+        if limit is not None:
+            extras_ = Extras(**{**extras_.__dict__, "max_size": limit})
+        if bytecode == "compile" and not dry_run and outcome.result is not None:
+            from .errors import Interrupted
 
-        try:
-            extras_ = _compile_bytecode(outcome, extras_, optimize, progress)
-        except Interrupted:
-            # The prune itself is committed: its report is true, print it before the
-            # signal's exit code and the line that says what state the caches are in.
-            _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
-            raise
-    for w in outcome.warnings:
-        if not quiet:
-            _warn(w)
-    extras_ = _wall_time(extras_)
-    _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
-    if limit is not None and _size_after(outcome.plan, extras_) > limit:
-        click.echo(f"venv-prune: size gate: result exceeds --max-size {max_size}", err=True)
-        sys.exit(1)
+            try:
+                extras_ = _compile_bytecode(outcome, extras_, optimize, progress)
+            except Interrupted:
+                # The prune itself is committed: its report is true, print it before the
+                # signal's exit code and the line that says what state the caches are in.
+                _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
+                raise
+        for w in outcome.warnings:
+            if not quiet:
+                _warn(w)
+        extras_ = _wall_time(extras_)
+        _emit(render(outcome.plan, fmt, extras_, verbose=verbose), report_file)
+        if limit is not None and _size_after(outcome.plan, extras_) > limit:
+            click.echo(f"venv-prune: size gate: result exceeds --max-size {max_size}", err=True)
+            sys.exit(1)
+
+
+@contextlib.contextmanager
+def _after_commit(committed: bool) -> Iterator[None]:
+    """Once the prune has committed, SIGINT and SIGTERM end the run with 128+N and a line
+    that says the prune is complete (issue 16: it said "interrupted", as if rolled back).
+    --bytecode compile installs its own handlers inside, which also settle its caches."""
+    import signal
+    import threading
+
+    from .errors import Interrupted
+
+    if not committed or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(f"{signal.Signals(signum).name} after the prune was committed: the prune "
+                          "is complete; the report may be incomplete", signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _from_environment(cmd: click.Command, prefix: str) -> click.Command:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import ApplyFailed, EnvironmentNotFound, PruneError, UsageError
+from .errors import ApplyFailed, EnvironmentNotFound, PendingJournal, PruneError, UsageError
 
 __all__ = ["ARCHIVE_SUFFIXES", "DEFAULT_EPOCH", "PackResult", "pack", "resolve_epoch"]
 
@@ -195,6 +195,7 @@ def pack(
 
     :raises EnvironmentNotFound: ``root`` is not a directory.
     :raises ApplyFailed: a file could not be read or the archive written (nothing is left).
+    :raises PendingJournal: the tree holds an interrupted run's state; ``recover`` first.
     :raises UsageError: bad output extension, output inside ``root``, a bad prefix or epoch,
         or a special file (socket, FIFO, device) in the tree.
     """
@@ -202,6 +203,12 @@ def pack(
     clamp = resolve_epoch(epoch)
     if not root.is_dir():
         raise EnvironmentNotFound(f"{root}: no such directory; pass the tree to pack")
+    for state in (".venv-prune", ".venv-prune-bytecode"):
+        if os.path.lexists(root / state):
+            # An interrupted prune or --bytecode compile: its stash or scratch caches would be
+            # packed as if they were the environment's (issue 16).
+            raise PendingJournal(f"{root}: holds an interrupted run's state ({state}); run "
+                                 f"'venv-prune recover {root}' before packing")
     prefix = prefix.strip("/")
     if prefix and any(p in ("", ".", "..") for p in prefix.split("/")):
         raise UsageError(f"--prefix {prefix}: must be a plain relative path such as opt/venv")

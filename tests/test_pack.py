@@ -312,3 +312,15 @@ def test_an_unreadable_file_through_the_console_script(tmp_path: Path) -> None:
                            str(tmp_path / "env.tar")], capture_output=True, text=True)
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "data.bin" in proc.stderr
+
+
+@pytest.mark.parametrize("state", [".venv-prune", ".venv-prune-bytecode"])
+def test_a_tree_with_an_interrupted_runs_state_is_not_packed(tmp_path: Path, state: str) -> None:
+    from prune.errors import PendingJournal
+
+    tree = make_tree(tmp_path / "tree")
+    (tree / state).mkdir()
+    (tree / state / "journal.json").write_text("{}")
+    with pytest.raises(PendingJournal, match="recover"):
+        pack(tree, tmp_path / "env.tar")
+    assert not (tmp_path / "env.tar").exists()

@@ -197,3 +197,24 @@ def test_next_run_cleans_what_a_killed_run_left_in_tmp(template: Template, tmp_p
     subprocess.run([str(VENV_PRUNE), str(env), *COMPILE], env={**os.environ, "TMPDIR": str(tmp)},
                    check=True, capture_output=True, timeout=300)
     assert [p.name for p in tmp.iterdir()] == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_commit_says_the_prune_is_complete(tmp_path: Path, signum: int) -> None:
+    """After the commit nothing can be rolled back: the line must not say "interrupted" as if
+    it had been (issue 16). The run is held after its commit by a --report FIFO nobody reads."""
+    env = build(tmp_path / "env")
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([str(VENV_PRUNE), str(env), "--no-verify", "-q", "--report", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # stdout is written first, then the FIFO is opened
+    assert "profile" in first, first
+    time.sleep(0.2)
+    os.kill(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, (proc.returncode, err)
+    assert "prune is complete" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not os.path.lexists(env / ".venv-prune")
