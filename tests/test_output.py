@@ -28,7 +28,7 @@ VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
 KILLS = int(os.environ.get("VENV_PRUNE_POST_KILLS", "15"))
 SEED = int(os.environ.get("VENV_PRUNE_CRASH_SEED", time.time_ns() % 2**32))
 TOPS = tuple(f"q{d}" for d in range(30))
-ARGS = ("--profile", "aggressive", "-q")
+ARGS = ("--profile", "aggressive", "-q", "--relocate", "/opt/final")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
 
@@ -41,7 +41,7 @@ def build(root: Path) -> Path:
             files[f"{top}/m{m}.py"] = "X = 1\n" * 40
             files[f"{top}/m{m}.pyi"] = "X: int\n"
             files[f"{top}/tests/test_{m}.py"] = "x = 1\n"
-        add_dist(root, f"q-{d}", files)
+        add_dist(root, f"q-{d}", files, scripts=(f"q{d}-cli",))
     return root
 
 
@@ -58,6 +58,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tu
     start = time.monotonic()
     subprocess.run([str(VENV_PRUNE), str(src), "-o", str(ref), *ARGS], check=True, stdout=subprocess.DEVNULL)
     seconds = time.monotonic() - start
+    # --relocate rewrote the scripts for their final path, in the copy only.
+    assert (ref / "bin" / "q0-cli").read_text().startswith("#!/opt/final/bin/python")
+    assert (src / "bin" / "q0-cli").read_text().startswith(f"#!{src}/bin/python")
     return src, tree_digest(ref), seconds
 
 
