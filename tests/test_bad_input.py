@@ -3,6 +3,7 @@ nothing changed. Run through the real console script, as a build would."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,14 @@ def _link(tmp: Path) -> str:
     (tmp / "empty-target").mkdir()
     (tmp / "out-link").symlink_to(tmp / "empty-target")
     return str(tmp / "out-link")
+
+
+def _empty_trace(tmp: Path) -> str:
+    path = tmp / "trace.json"
+    path.write_text(json.dumps({"schema": "venv-prune-trace/1", "root": "/x", "python_version": "",
+                                "commands": [{"argv": ["true"], "cwd": str(tmp), "exit_code": 0, "processes": 0}],
+                                "modules": {}, "files": [], "dirs": [], "libraries": [], "distributions": []}))
+    return str(path)
 
 
 def _unreadable_record(env: Path) -> None:
@@ -64,6 +73,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ("--remove-dist with an unreadable RECORD",
      lambda env, tmp: (_unreadable_record(env), [str(env), "--remove-dist", "six"])[1], "cannot be read"),
     ("bad --max-size", lambda env, tmp: [str(env), "--max-size", "lots"], "not a size"),
+    ("a --check that fails before pruning", lambda env, tmp: [str(env), "--check", "exit 3"], "exit 3"),
+    ("a trace that reached no Python process", lambda env, tmp: [str(env), "--keep-from", _empty_trace(tmp)],
+     '"processes": 0'),
 ]
 
 
