@@ -47,9 +47,13 @@ class GrepHits:
     file is never ruled out), skips devices and FIFOs, and reads files as bytes.
     """
 
-    def __init__(self, root: str, sites: Sequence[str], needles: Iterable[bytes]) -> None:
+    def __init__(self, root: str, sites: Sequence[str], needles: Iterable[bytes], *,
+                 skip_dirs: Iterable[str] = ()) -> None:
+        """``skip_dirs``: directory names grep does not descend into; files below one are
+        never ruled out (grep did not read them)."""
         self.needles = tuple(sorted(set(needles)))
         self._sites = tuple(sites)
+        self._skip = tuple(sorted(set(skip_dirs)))
         self._hits: Optional[frozenset[str]] = None
         self._failed = False
         self._covers: dict[tuple[bytes, ...], bool] = {}
@@ -65,7 +69,7 @@ class GrepHits:
         try:
             self._proc = subprocess.Popen(
                 [grep, "-r", "-l", "-F", "-a", "-s", "--null", "-D", "skip", "--include=*.py",
-                 *patterns, "--", *starts],
+                 *(f"--exclude-dir={d}" for d in self._skip), *patterns, "--", *starts],
                 cwd=root, stdout=self._out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                 env={**os.environ, "LC_ALL": "C"})
         except OSError:
@@ -122,9 +126,11 @@ class GrepHits:
             return paths
         inside = tuple(s + "/" for s in self._sites if s)
         anywhere = "" in self._sites
+        skipped = tuple(f"/{d}/" for d in self._skip)
         return [p for p in paths
                 if p in hits or p in unknown or not p.endswith(".py")
-                or not (anywhere or p.startswith(inside))]
+                or not (anywhere or p.startswith(inside))
+                or (skipped and any(d in f"/{p}" for d in skipped))]
 
     def rules_out(self, path: str, needles: tuple[bytes, ...]) -> bool:
         """True when the file at ``path`` (relative to the root, a regular file) certainly

@@ -46,9 +46,10 @@ LOCATORS: tuple[bytes, ...] = (
     b"sysconfig", b"jupyter_path",
 )
 
-# A one-line string literal (optionally prefixed: r, b, u, f and pairs) without escapes; a
+# A one-line string literal without escapes (its prefix, r/b/f..., does not matter); a
 # triple-quoted docstring yields only its first line, which at worst keeps a file more.
-_LITERAL = re.compile(rb"""(?<![A-Za-z0-9_])[rRbBuUfF]{0,2}(?:'([^'\\\n]{1,300})'|"([^"\\\n]{1,300})")""")
+# Starting at a quote lets the regex engine skip to the next quote character.
+_LITERAL = re.compile(rb"'([^'\\\n]{1,300})'|\"([^\"\\\n]{1,300})\"")
 _SPLIT = re.compile(r"[/\\]")
 _EXTENSION = re.compile(r"^\*?(\.[A-Za-z0-9_]{1,8})$")
 # Directory names that say nothing by themselves (every package has them, or they are the
@@ -106,11 +107,18 @@ class _Named:
     extensions: dict[str, str]
 
 
-def _add_names(data: bytes, where: str, found: _Named) -> None:
+def _add_names(data: bytes, where: str, found: _Named, directories: frozenset[str]) -> None:
     """Record every path component, file name and extension glob that a string literal in
-    ``data`` names."""
+    ``data`` names. A bare word (no dot, no separator) can only name a directory: it is
+    recorded only when it is one of ``directories``."""
     for a, b in _LITERAL.findall(data):
-        text = (a or b).decode("utf-8", "replace").strip()
+        raw = a or b
+        if b"." not in raw and b"/" not in raw and b"\\" not in raw:
+            word = raw.decode("utf-8", "replace").strip()
+            if word in directories:
+                found.names.setdefault(word, where)
+            continue
+        text = raw.decode("utf-8", "replace").strip()
         parts = [p.strip() for p in _SPLIT.split(text)]
         parts = [p for p in parts if p and p not in (".", "..")]
         if not parts:
@@ -153,6 +161,7 @@ def find_evidence(
     :returns: index in ``candidates`` -> the evidence that keeps it (absent: none found).
     """
     owners = {c.owner for c in candidates if c.owner}
+    directories = frozenset(c.anchor.rpartition("/")[2] for c in candidates if c.anchor)
     readers = tuple(readers)
     locators = LOCATORS + tuple(r.call.encode() for r in readers)
     named: dict[str, _Named] = {}
@@ -168,7 +177,7 @@ def find_evidence(
             for r in readers:
                 if r.call.encode() in data and sub.endswith(".py"):
                     siblings.setdefault(sub[:-3] + r.suffix, (r, path))
-            _add_names(data, path, found)
+            _add_names(data, path, found, directories)
         named[owner] = found
 
     out: dict[int, Evidence] = {}
@@ -187,23 +196,25 @@ def _evidence_for(c: Candidate, named: Optional[_Named],
         return Evidence(f"reader:{r.id}", caller,
                         f"{caller} calls {r.call}(), which reads {posixpath.basename(c.sub)} beside it: "
                         f"{r.reason} (knowledge:{r.id}; {r.source})")
-    if named is None or not c.owner:
+    if named is None or not c.owner or not (named.names or named.files or named.paths or named.extensions):
         return None
-    name = posixpath.basename(c.sub)
+    name = c.sub.rpartition("/")[2]
     where = named.files.get(name)
     if where is not None:
         return Evidence("file-name", where, f"{c.owner}'s code names {name!r} ({where})")
-    # A literal with directories names the file only where the candidate's path ends so.
-    parts = tuple(c.sub.split("/"))
-    for tail, where in sorted(named.paths.get(name, {}).items()):
-        if parts[-len(tail):] == tail:
-            return Evidence("file-name", where, f"{c.owner}'s code names {'/'.join(tail)!r} ({where})")
+    tails = named.paths.get(name)
+    if tails:
+        # A literal with directories names the file only where the candidate's path ends so.
+        parts = tuple(c.sub.split("/"))
+        for tail, where in sorted(tails.items()):
+            if parts[-len(tail):] == tail:
+                return Evidence("file-name", where, f"{c.owner}'s code names {'/'.join(tail)!r} ({where})")
     if not c.anchor:
         # A file-type rule (*.pyi, *.h): the owner's code names that type of file.
-        ext = posixpath.splitext(name)[1].lower()
-        where = named.extensions.get(ext) if ext else None
+        stem, dot, ext = name.rpartition(".")
+        where = named.extensions.get("." + ext.lower()) if dot and stem else None
         if where is not None:
-            return Evidence("extension", where, f"{c.owner}'s code names files '*{ext}' ({where})")
+            return Evidence("extension", where, f"{c.owner}'s code names files '*.{ext}' ({where})")
         return None
     # A directory rule (docs/, share/icons/): the owner's code names the directory it matched.
     # A data file's type or a subdirectory's name (data, images) says nothing of which

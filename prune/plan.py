@@ -157,6 +157,8 @@ class DiskSources:
         self._sites = inventory.env.site_packages if inventory else ("",)
         self._inventory = inventory
         self._grep: Optional[GrepHits] = None
+        self._groups: list[tuple[frozenset[bytes], tuple[str, ...]]] = []
+        self._group_greps: list[GrepHits] = []
         self._links: frozenset[str] = frozenset()
 
     def _read(self, path: str) -> bytes:
@@ -188,20 +190,33 @@ class DiskSources:
         self._hints |= set(needles)
         self._asked_for.clear()
 
+    def hint_group(self, needles: Iterable[bytes], *, skip_dirs: Iterable[str] = ()) -> None:
+        """Needles of a question of their own (:mod:`prune.evidence`'s locators), answered by
+        a grep of their own: mixed into the hints, they would make every file that holds a
+        hinted word a candidate for them, and the hinted questions read more. ``skip_dirs``:
+        directory names whose files the question never asks about (test code)."""
+        self._groups.append((frozenset(needles), tuple(skip_dirs)))
+
     def prefetch(self) -> None:
-        """Start one grep for the hinted needles over the site-packages directories, in the
-        background: files it does not name are never read for those needles (see
-        :mod:`prune._grep`). Needs the inventory (which files are symlinks)."""
-        if self._inventory is None or not self._hints or self._grep is not None:
+        """Start one grep for the hinted needles, and one per hinted group, over the
+        site-packages directories, in the background: files a grep does not name are never
+        read for its needles (see :mod:`prune._grep`). Needs the inventory (which files are
+        symlinks)."""
+        if self._inventory is None or self._grep is not None or self._group_greps:
+            return
+        if not self._hints and not self._groups:
             return
         files = self._inventory.files
         self._links = frozenset(compress(map(itemgetter(0), files), map(itemgetter(2), files)))
-        self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
+        if self._hints:
+            self._grep = GrepHits(self._root, self._sites, _shortest(frozenset(self._hints)))
+        self._group_greps = [GrepHits(self._root, self._sites, _shortest(words), skip_dirs=skip)
+                             for words, skip in self._groups]
 
     def close(self) -> None:
-        """Stop a grep started by :meth:`prefetch` whose answer was never needed."""
-        if self._grep is not None:
-            self._grep.close()
+        """Stop the greps started by :meth:`prefetch` whose answer was never needed."""
+        for grep in ([self._grep] if self._grep is not None else []) + self._group_greps:
+            grep.close()
 
     def _asked(self, needles: tuple[bytes, ...]) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
         """Every needle a read of a file answers (the hints and ``needles``), and the
@@ -215,9 +230,10 @@ class DiskSources:
     def may_contain(self, paths: Sequence[str], needles: tuple[bytes, ...]) -> list[str]:
         """The ``paths`` for which :meth:`contains` may answer True: all of them, less those
         the background grep rules out (one set lookup each)."""
-        if self._grep is None:
-            return list(paths)
-        return self._grep.possible(paths, needles, self._links)
+        found = list(paths)
+        for grep in ([self._grep] if self._grep is not None else []) + self._group_greps:
+            found = grep.possible(found, needles, self._links)  # each rules out only what it covers
+        return found
 
     def contains(self, path: str, needles: tuple[bytes, ...]) -> bool:
         if self._grep is not None and not self._grep.possible((path,), needles, self._links):
@@ -594,9 +610,8 @@ def _build_plan(inventory: Inventory, profile: Profile, options: PlanOptions,
         disk.hint(p.strip("/").encode() for r in profile.rules if r.import_check for p in r.patterns
                   if re.fullmatch(r"[A-Za-z_]\w*/", p))
         if any(r.evidence for r in profile.rules) or knowledge.readers:
-            # One grep answers both questions: a second pass over every file cost more (in
-            # opens) than the few extra files the wider answer makes the import check read.
-            disk.hint(_locators(knowledge))
+            # Test code is never evidence (prune/imports.py is_evidence_file): not searched.
+            disk.hint_group(_locators(knowledge), skip_dirs=("tests", "test"))
         disk.prefetch()
         sources = own = disk
     # Keep beats removing a whole distribution too: a distribution with a file that a keep
@@ -1083,23 +1098,25 @@ def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowl
     from .imports import is_evidence_file
 
     read = getattr(sources, "read_bytes", None)
+    if read is None:
+        return
     gated: list[_FileState] = []
-    optional = [o.spec for o in knowledge.read_optional]
+    sources_kept: list[_FileState] = []
     for st in states:
+        key = st.remove_key
+        if key is None:
+            if st.owner and st.site is not None and st.entry.path.endswith(".py") and not st.entry.is_link:
+                sources_kept.append(st)
+            continue
         rule = st.remove_rule
-        if (st.remove_key is not None and rule is not None and rule.rule.evidence and st.owner
-                and st.remove_key[0] == rule.rule.id
-                and not (optional and st.site is not None and any(o.match_file(st.sub) for o in optional))):
+        if rule is not None and rule.rule.evidence and st.owner and key[0] == rule.rule.id:
             gated.append(st)
-    if not gated or read is None:
+    if not gated:
         return
     owners = {st.owner for st in gated}
     # Code only tests or builds run (tests/, conftest.py, setup.py) is no evidence of a read
     # at run time: a kept test module names its own data.
-    code_states = [st for st in states
-                   if st.remove_key is None and st.site is not None and st.owner in owners
-                   and st.entry.path.endswith(".py") and not st.entry.is_link
-                   and is_evidence_file(st.entry.path)]
+    code_states = [st for st in sources_kept if st.owner in owners and is_evidence_file(st.entry.path)]
     locators = _locators(knowledge)
     may_contain = getattr(sources, "may_contain", None)
     paths = [st.entry.path for st in code_states]
@@ -1108,6 +1125,11 @@ def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowl
     for st in code_states:
         if st.entry.path in maybe:
             code[st.owner].append((st.entry.path, st.sub))
+    # Every kind of evidence comes from the owner's code: a distribution without a file that
+    # locates data keeps nothing here (a generated 100k-file tree: none at all).
+    optional = [o.spec for o in knowledge.read_optional]
+    gated = [st for st in gated if st.owner in code
+             and not (optional and st.site is not None and any(o.match_file(st.sub) for o in optional))]
     shallowest: dict[tuple[str, str], Optional[str]] = {}
     candidates: list[Candidate] = []
     for st in gated:

@@ -90,3 +90,15 @@ def test_prefetched_sources_answer_as_reading_every_file(tmp_path: Path, needles
     py = [fe.path for fe in inv.files if fe.path.endswith(".py")]
     assert {p for p in py if plain.contains(p, needles)} <= set(fetched.may_contain(py, needles))
     assert plain.contains(f"{SITE}/pkg/linked.py", (b"tests",)) is False  # a comment, not an import
+
+
+@needs_gnu_grep
+def test_files_in_skipped_directories_are_never_ruled_out(tmp_path: Path) -> None:
+    """grep does not read directories it skips (test code, for the evidence locators), so it
+    must not rule their files out: it knows nothing of them."""
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {"pkg/a.py": "import os\n", "pkg/b.py": "P = __file__\n",
+                           "pkg/tests/c.py": "import os\n", "pkg/tests/d.py": "P = __file__\n"})
+    hits = GrepHits(str(root), [SITE], [b"__file__"], skip_dirs=["tests"])
+    paths = [f"{SITE}/pkg/{n}" for n in ("a.py", "b.py", "tests/c.py", "tests/d.py")]
+    assert hits.possible(paths, (b"__file__",)) == paths[1:]
