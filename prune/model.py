@@ -195,6 +195,9 @@ class Plan:
     ``records`` maps each touched distribution's RECORD path to the RECORD entries (relative
     to that distribution's site-packages, as in the file) that remain after the actions.
     ``scripts`` are console scripts of removed distributions (also included in actions).
+    ``roots`` are the distributions the user chose (``--root``, else installed by name; see
+    :func:`prune.plan.root_distributions`), sorted: verification checks their modules and
+    scripts, and minimal keeps what of them no trace reached.
     """
 
     inventory: Inventory
@@ -205,6 +208,7 @@ class Plan:
     records: tuple[tuple[str, tuple[str, ...]], ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
     options: tuple[tuple[str, str], ...] = field(default=())
+    roots: tuple[str, ...] = ()
 
     @property
     def bytes_removed(self) -> int:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from packaging.utils import canonicalize_name
-
 from ._lock import env_lock
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
@@ -338,11 +336,9 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
         checks = list(request.checks)
         if profile.trace_minimal:
             checks += [c for c in trace_checks if c not in checks]
-        # The roots whose modules must keep importing: --root, else what was installed by
-        # name, except the seeding's pip, setuptools and wheel, which the profile's list decides.
-        roots = ([canonicalize_name(r) for r in options.roots] if options.roots else
-                 [d.name for d in inventory.distributions
-                  if d.requested and d.name not in profile.remove_distributions])
+        # The roots whose modules must keep importing (--root, else what was installed by
+        # name): the plan's, so that verification and minimal agree.
+        roots = list(plan.roots)
         verifier = ImportVerifier(env, plan, checks, jobs=request.jobs, timeout=request.timeout,
                                   progress=progress, traced_checks=trace_checks if profile.trace_minimal else (),
                                   roots=roots)

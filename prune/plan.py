@@ -18,6 +18,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from itertools import compress, groupby, repeat
 from operator import getitem, itemgetter
 from typing import Any, Optional, Protocol, cast
@@ -33,7 +34,8 @@ from .errors import UsageError
 from .model import Action, Diagnostic, DistDecision, FileEntry, Inventory, Keep, Plan, within_any
 from .profiles import Knowledge, Profile, Rule, load_knowledge, make_rule
 
-__all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain", "remove_pattern_lists"]
+__all__ = ["PlanOptions", "SourceReader", "DiskSources", "build_plan", "explain", "remove_pattern_lists",
+           "root_distributions"]
 
 _VENV_SKELETON = re.compile(r"^(pyvenv\.cfg|lib64|bin/(python[\d.]*|pypy[\d.]*|activate.*|Activate\.ps1))$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -705,8 +707,9 @@ def _plan_once(
     keep_module_prefixes = tuple(m.replace(".", "/") for m in options.keep_modules)
     trace_kept = _trace_keep_set(options, inventory) if options.has_trace else frozenset()
     # minimal never takes a root's untraced top-level module without a word (issue 15, case 8).
-    root_tops, root_files = ((_untraced_root_tops(inventory, options, removed_dists, sources,
-                                                  profile.remove_distributions))
+    roots = root_distributions(inventory, dist_decisions, options.roots, profile.remove_distributions,
+                               dev_tools=[p for p, _ in knowledge.dev_tools] if profile.remove_dev_tools else ())
+    root_tops, root_files = (_untraced_root_tops(inventory, options, removed_dists, sources, roots)
                              if profile.trace_minimal and options.has_trace else ({}, {}))
 
     in_prefix = env.kind == "prefix"
@@ -821,6 +824,7 @@ def _plan_once(
         records=records,
         diagnostics=tuple(diagnostics),
         options=opts,
+        roots=tuple(sorted(roots)),
     ), needed
 
 
@@ -890,9 +894,49 @@ def _top_name(sub: str) -> str:
     return first[:-3] if first.endswith(".py") else first.split(".", 1)[0]
 
 
+def root_distributions(inventory: Inventory, decisions: Sequence[DistDecision],
+                       named: Optional[Sequence[str]], removable: Iterable[str] = (), *,
+                       dev_tools: Iterable[str] = ()) -> frozenset[str]:
+    """The distributions the user chose: named with ``--root``, else installed by name.
+
+    Installed by name: the REQUESTED distributions the graph's ``decisions`` keep, minus
+    ``removable`` (pip, setuptools and wheel, marked REQUESTED by a venv's seeding, not by the
+    user) and ``dev_tools`` (names or fnmatch patterns: a profile that removes development
+    tools never takes them as roots, as the graph does not); none when nothing is marked
+    REQUESTED. Where a lock file or uv marked the
+    dependencies REQUESTED too, only those nothing else installed requires count (an extra's
+    requirements excepted: fastapi[standard] asks for uvicorn by name), as for the start-up
+    timing (prune/startup.py).
+    """
+    if named:
+        return frozenset(str(canonicalize_name(r)) for r in named)
+    removed = {d.name for d in decisions if d.remove}
+    skip = {str(canonicalize_name(r)) for r in removable} | removed
+    patterns = [str(canonicalize_name(t)) for t in dev_tools]
+    chosen = {d.name for d in inventory.distributions if d.requested and d.name not in skip
+              and not any(fnmatchcase(d.name, t) for t in patterns)}
+    if not chosen:
+        return frozenset()
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    required: set[str] = set()
+    for dist in inventory.distributions:
+        if dist.name in removed:
+            continue
+        for text in dist.requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            name = str(canonicalize_name(req.name))
+            if name != dist.name and (req.marker is None or "extra" not in str(req.marker)):
+                required.add(name)
+    return frozenset((chosen - required) or chosen)
+
+
 def _untraced_root_tops(
     inventory: Inventory, options: PlanOptions, removed: Container[str], sources: SourceReader,
-    removable: Iterable[str] = (),
+    roots: Container[str] = frozenset(),
 ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """What minimal keeps of the root distributions beyond what the traces reached:
     (root -> {top-level module: why it is kept whole}, {path: why it is kept}).
@@ -906,16 +950,8 @@ def _untraced_root_tops(
     the modules kept this way import (statically, transitively, package ``__init__`` chains
     included) is kept too; verification then imports the root's modules and loads its
     scripts' entry points, so a dynamic import the static scan missed rolls back.
-    ``removable``: the profile's removable distributions (pip, setuptools, wheel), which are
-    roots only when named with ``--root``.
+    ``roots``: from :func:`root_distributions`.
     """
-    roots: set[str]
-    if options.roots:
-        roots = {str(canonicalize_name(r)) for r in options.roots}
-    else:
-        # pip, setuptools and wheel are marked REQUESTED by the venv's seeding (ensurepip),
-        # not by the user: the profile's own list decides about them.
-        roots = {d.name for d in inventory.distributions if d.requested} - set(removable)
     sites = inventory.env.site_packages
     tops: dict[str, dict[str, str]] = {}
     scripts: dict[str, str] = {}  # untraced script module -> why

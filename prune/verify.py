@@ -43,8 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from . import _tmp
-from . import _verify_worker
+from . import _tmp, _verify_worker
 from .errors import UsageError
 from .model import Inventory
 
