@@ -800,6 +800,8 @@ def _plan_once(
                         for top in _dist_top_levels(d, env.site_packages)}
         _staying_test_code_needs(states, sources, owner_of_top, needed)
 
+    if root_tops or (profile.trace_minimal and options.has_trace):
+        _drop_orphaned_scripts(states, inventory, removed_dists, profile.name)
     actions = _collapse(states, inventory, removed_dists, env.site_packages, options.trace_dirs)
     kept = tuple(
         Keep(st.entry.path, st.entry.size,
@@ -1004,6 +1006,34 @@ def _module_name_of(sub: str) -> Optional[str]:
     if parts and all(_IDENT.match(x) for x in parts):
         return ".".join(parts)
     return None
+
+
+def _drop_orphaned_scripts(states: Sequence[_FileState], inventory: Inventory,
+                           removed: Container[str], profile_name: str) -> None:
+    """Under minimal, a console or GUI script whose module a trace licensed removing goes with
+    it, said in the report, instead of staying behind pointing at a missing module (issue 15,
+    case 8). A root's scripts never get here: minimal keeps their modules."""
+    env = inventory.env
+    if not env.scripts_dir:
+        return
+    by_path = {st.entry.path: st for st in states}
+    for dist in inventory.distributions:
+        if dist.name in removed:
+            continue
+        for ep in dist.entry_points:
+            if ep.group not in ("console_scripts", "gui_scripts"):
+                continue
+            module = ep.value.split(":", 1)[0].strip()
+            script = by_path.get(f"{env.scripts_dir}/{ep.name}")
+            if not module or script is None or script.remove_key is not None or script.owner != dist.name:
+                continue
+            rel = module.replace(".", "/")
+            files = [by_path.get(f"{site}/{rel}{tail}" if site else f"{rel}{tail}")
+                     for site in env.site_packages for tail in (".py", "/__init__.py")]
+            found = [st for st in files if st is not None]
+            if found and all(st.remove_key is not None and st.remove_key[4] for st in found):
+                script.remove_key = ("minimal-untraced", f"(script {ep.name}: no trace ran {module}, "
+                                     "which minimal removes)", profile_name, dist.name, True)
 
 
 def _import_closure(inventory: Inventory, sources: SourceReader,

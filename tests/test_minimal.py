@@ -584,3 +584,27 @@ def test_a_root_script_the_trace_did_not_run_keeps_its_module_and_imports(fresh_
     assert (site_of(env) / "srv" / "cli.py").is_file() and (site_of(env) / "srv" / "util.py").is_file()
     proc = subprocess.run([str(launcher)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "serving 8000", proc.stderr
+
+
+def test_a_dependency_script_goes_with_the_module_minimal_removes(fresh_venv: Any,
+                                                                  tmp_path: Path) -> None:
+    # Not a root (requested=False): minimal may remove its untraced script module, and then
+    # the script goes too, said in the report, rather than staying behind pointing at nothing.
+    from synth import add_dist
+
+    env = fresh_venv()
+    site = rel_site(env)
+    add_dist(env, "webapp", WEB, site=site)
+    md = add_dist(env, "helper", {"helper/__init__.py": "X = 1\n", "helper/cli.py": "def main():\n    return 0\n"},
+                  site=site, scripts=("helper-cli",), requested=False)
+    (md / "entry_points.txt").write_text("[console_scripts]\nhelper-cli = helper.cli:main\n")
+    out = tmp_path / "trace.json"
+    assert trace(env, out, "python", "-c", "import webapp, helper", cwd=tmp_path).returncode == 0
+    run = Pruned(env, "--profile", "minimal", "--keep-from", out)
+    assert run.code == 0, run.stderr
+    assert not (site_of(env) / "helper" / "cli.py").exists()
+    assert not (env / "bin" / "helper-cli").exists()
+    (action,) = [a for a in run.report["actions"] if a["path"] == "bin/helper-cli"]
+    assert action["rule"] == "minimal-untraced" and "helper.cli" in action["pattern"]
+    record = next(site_of(env).glob("helper-*.dist-info/RECORD")).read_text()
+    assert "helper-cli" not in record and "helper/cli.py" not in record
