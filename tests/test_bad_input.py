@@ -99,3 +99,26 @@ def test_bad_input_is_one_line_exit_2_nothing_changed(env: Path, tmp_path: Path,
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert needle in proc.stderr, proc.stderr
     assert tree_digest(tmp_path) == before
+
+
+def test_remove_dist_of_a_real_distribution_whose_record_is_unreadable(fresh_venv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The issue's case on a real venv: pip's six, its RECORD unreadable (a directory, which
+    even root cannot read as a file). It used to be read as absent and six.py stayed behind
+    while the run said six was removed."""
+    env = fresh_venv(["six"])
+    site = next(env.glob("lib/python*/site-packages"))
+    record = next(site.glob("six-*.dist-info")) / "RECORD"
+    record.unlink()
+    record.mkdir()
+    before = tree_digest(env)
+    proc = subprocess.run([str(VENV_PRUNE), str(env), "--remove-dist", "six", "-q"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "RECORD cannot be read" in proc.stderr
+    assert tree_digest(env) == before
+    # Without --remove-dist the run goes ahead, says why six stays whole, and six still imports.
+    proc = subprocess.run([str(VENV_PRUNE), str(env), "--root", "pip", "-v"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "RECORD cannot be read" in proc.stdout + proc.stderr
+    assert (site / "six.py").is_file()
