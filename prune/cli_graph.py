@@ -288,6 +288,7 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         imports=distribution_imports(inventory),
         sizes=distribution_sizes(inventory),
         dev_extras=knowledge.dev_extras,
+        lists_remove_requested=chosen.lists_remove_requested,
     )
     data = _summary(inventory, decision)
     if tree or reverse:

@@ -48,16 +48,41 @@ __all__ = [
     "GraphDecision",
     "build_graph",
     "decide_distributions",
+    "every_requested_removed",
+    "installed_by_name",
     "is_dev_tool",
+    "provided_modules",
     "project_name",
     "roots_from_requirements",
 ]
 
-# Modules whose owner must be known even when the owner's RECORD is missing: kept code that
-# imports them needs setuptools (issue 4: fs imports pkg_resources).
-_KNOWN_OWNERS = {"pkg_resources": "setuptools", "_distutils_hack": "setuptools"}
+# Modules a distribution provides although its RECORD may not name them, each with the PEP 508
+# marker (on the target interpreter) under which it does: kept code that imports them needs
+# that distribution. pkg_resources: a missing RECORD (issue 4: fs imports pkg_resources).
+# distutils: Python 3.12 removed it from the standard library (PEP 632); from then on only
+# setuptools provides it, through distutils-precedence.pth and _distutils_hack (issue 15:
+# undetected-chromedriver does `from distutils.version import LooseVersion`).
+_PROVIDED: tuple[tuple[str, str, str], ...] = (
+    ("pkg_resources", "setuptools", ""),
+    ("_distutils_hack", "setuptools", ""),
+    ("distutils", "setuptools", 'python_version >= "3.12"'),
+)
+
+# Installers and build tools that environment creation itself installs: ensurepip marks pip
+# (and setuptools before Python 3.12) REQUESTED in every `python -m venv`, and builder stages
+# upgrade them by name (`pip install -U pip setuptools wheel`). Their REQUESTED mark is not the
+# user's word that the application runs them; evidence is (kept code importing pkg_resources
+# or distutils, running `python -m pip`, ...), and --keep-dist.
+SEEDED = frozenset({"pip", "setuptools", "wheel"})
 
 DevTools = Union[Sequence[str], Mapping[str, str], None]
+
+
+def provided_modules(marker_env: Mapping[str, str]) -> dict[str, str]:
+    """Top-level module -> the distribution that provides it on the target interpreter,
+    for modules no file of that name provides (``distutils`` from setuptools on 3.12+)."""
+    return {module: dist for module, dist, marker in _PROVIDED
+            if not marker or _applies(Marker(marker), marker_env, "")}
 
 
 @dataclass(frozen=True)
@@ -291,7 +316,9 @@ def _site_relative(dist: Distribution, path: str) -> str | None:
 class _Owners:
     """Which distributions define a module, from their files (RECORD) and top_level.txt."""
 
-    def __init__(self, distributions: Iterable[Distribution]) -> None:
+    def __init__(self, distributions: Iterable[Distribution],
+                 provided: Mapping[str, str] | None = None) -> None:
+        self.provided = dict(provided or {})
         self.exact: dict[str, set[str]] = {}
         self.under: dict[str, set[str]] = {}
         self.names: set[str] = set()
@@ -336,8 +363,8 @@ class _Owners:
                 if under:
                     found = set(under)
                     break
-        if not found and parts[0] in _KNOWN_OWNERS and _KNOWN_OWNERS[parts[0]] in self.names:
-            found = {_KNOWN_OWNERS[parts[0]]}
+        if not found and self.provided.get(parts[0]) in self.names:
+            found = {self.provided[parts[0]]}
         return found
 
 
@@ -400,20 +427,29 @@ def decide_distributions(
     imports: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     sizes: Mapping[str, int] | None = None,
     dev_extras: Collection[str] = (),
+    runs: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
+    lists_remove_requested: bool = False,
 ) -> GraphDecision:
     """Decide which whole distributions stay and which go, each with its chain of reasons.
 
     Roots are ``roots`` when given (non-empty); everything they do not need is removed.
-    Otherwise the REQUESTED distributions are roots, else every distribution; development
+    Otherwise the distributions installed by name (:func:`installed_by_name`, from
+    REQUESTED) are roots, else every distribution; development
     tools and ``removable`` never become roots that way. Without explicit roots only these
     go: development tools (when ``dev_tools`` is not None), ``removable`` distributions,
     ``remove``, and whatever only they need; other unneeded distributions are reported in
     ``candidates`` and kept.
 
+    A distribution the user installed by name (:func:`installed_by_name`) is removed by a
+    profile list (``dev_tools``, ``removable``) only when ``lists_remove_requested`` (the
+    aggressive profile) or explicit ``roots`` say so, or ``remove`` names it; otherwise it is
+    a root, kept with ``remove_with`` naming the option that removes it (issue 15, kind D).
+    pip, setuptools and wheel (:data:`SEEDED`) are exempt: environment creation marks them.
+
     Whatever the roots, a distribution is never removed while a kept one requires it
-    (markers evaluated for the target), imports one of its modules (``imports``), or, for
-    setuptools, ships a ``*-nspkg.pth``; this runs to a fixpoint. Editable installs and
-    ``keep`` are always kept.
+    (markers evaluated for the target), imports one of its modules (``imports``), runs one
+    (``runs``), or, for setuptools, ships a ``*-nspkg.pth``; this runs to a fixpoint.
+    Editable installs and ``keep`` are always kept.
 
     :param distributions: as scanned (canonical names).
     :param marker_env: PEP 508 marker values of the target interpreter.
@@ -429,11 +465,16 @@ def decide_distributions(
     :param sizes: distribution -> bytes it occupies (for reports).
     :param dev_extras: development extras (``tests``, ``cover``) that installation alone does
         not activate (see :func:`build_graph`); used only when ``dev_tools`` is given.
+    :param runs: distribution -> ``(needed distribution, what it does, file)`` triples: kept
+        code that runs a module or a console script of another distribution
+        (``("pip", "runs python -m pip", "spacy/cli/download.py")``).
+    :param lists_remove_requested: profile lists remove distributions installed by name.
     :raises UsageError: a name in ``roots``, ``keep`` or ``remove`` is not installed; a
         name is both kept (or a root) and removed; ``remove`` names an editable install; or,
         without ``force``, ``remove`` names a distribution that a kept one requires.
     """
     imports = imports or {}
+    runs = runs or {}
     sizes = sizes or {}
     graph = build_graph(distributions, marker_env=marker_env,
                         dev_extras=frozenset(dev_extras) if dev_tools is not None else frozenset())
@@ -468,6 +509,23 @@ def decide_distributions(
     removable_set = {canonicalize_name(n) for n in removable} & set(names)
     removed_forced = set(remove_list)
 
+    # The user's word beats profile lists (issue 15, kind D): what was installed by name
+    # stays unless the profile is aggressive, the user named the roots, or names it.
+    by_name = installed_by_name(graph)
+    listed_by_name: dict[str, str] = {}  # name -> what the list calls it
+    for name in sorted(by_name - SEEDED - removed_forced):
+        if name in dev_reasons:
+            listed_by_name[name] = (f"the development-tools list names it"
+                                    f"{' (' + dev_reasons[name] + ')' if dev_reasons[name] else ''}")
+        elif name in removable_set:
+            listed_by_name[name] = "the profile lists it as removable"
+    if not lists_remove_requested and not root_list:
+        for name in listed_by_name:
+            dev_reasons.pop(name, None)
+            removable_set.discard(name)
+    else:
+        listed_by_name = {}
+
     # Development tools, removable and --remove-dist distributions never become roots
     # implicitly; without explicit roots they, and what only they need, are what goes.
     seeds = {n for n in names if n in dev_reasons or n in removable_set or n in removed_forced}
@@ -477,7 +535,7 @@ def decide_distributions(
         root_why = "kept: root (named explicitly)"
         chosen = root_list
     else:
-        requested = [n for n in names if dists[n].requested and n not in seeds]
+        requested = [n for n in names if n in by_name and n not in seeds]
         if requested:
             root_source, chosen = "requested", requested
             root_why = "kept: root (REQUESTED: installed by name)"
@@ -493,7 +551,7 @@ def decide_distributions(
 
     def owners_of(module: str) -> set[str]:
         if not owners_index:
-            owners_index.append(_Owners(dists.values()))
+            owners_index.append(_Owners(dists.values(), provided_modules(marker_env)))
         return owners_index[0].of(module)
 
     why: dict[str, _Why] = {}
@@ -519,6 +577,9 @@ def decide_distributions(
             for module, path in sorted(imports.get(name, ())):
                 for owner in sorted(owners_of(module) - {name}):
                     mark(owner, _Why(f"kept: {label} imports {module} ({path})", name))
+            for needed, what, path in sorted(runs.get(name, ())):
+                if needed in dists and needed != name:
+                    mark(needed, _Why(f"kept: {label} {what} ({path})", name))
             if "setuptools" in dists and name != "setuptools":
                 for path in dists[name].files:
                     if path.endswith("-nspkg.pth"):
@@ -527,8 +588,18 @@ def decide_distributions(
                             f"setuptools ({path})", name))
                         break
 
+    kept_by_user = set(keep_list) & set(listed_by_name)  # the user said keep: no candidate
     for name in chosen:
-        mark(name, _Why(root_why))
+        if name in kept_by_user:
+            continue
+        if name in listed_by_name:
+            mark(name, _Why(
+                f"kept: installed by name (REQUESTED), although {listed_by_name[name]}; "
+                f"--remove-dist {name} or --profile aggressive removes it"))
+        else:
+            mark(name, _Why(root_why))
+    for name in kept_by_user:
+        del listed_by_name[name]
     for name in keep_list:
         mark(name, _Why("kept: named with --keep-dist"))
     for name in names:
@@ -575,10 +646,11 @@ def decide_distributions(
             removed_why[name] = _Why(f"removed: not needed by the roots ({shown})")
         elif name in dev_reasons:
             detail = f": {dev_reasons[name]}" if dev_reasons[name] else ""
-            removed_why[name] = _Why(f"removed: development tool{detail}")
+            removed_why[name] = _Why(f"removed: development tool{detail}{_named(name, by_name)}")
         elif name in removable_set:
             removed_why[name] = _Why(
-                "removed: removable by the profile, and nothing kept requires or imports it")
+                "removed: removable by the profile, and nothing kept requires or imports it"
+                + _named(name, by_name))
     # Whatever remains is needed only by removed distributions; name one of them.
     pending = [n for n in names if n not in why and n not in removed_why]
     while pending:
@@ -606,6 +678,8 @@ def decide_distributions(
             bytes=int(sizes.get(name, 0)),
             reason=all_why[name].text,
             chain=_chain(name, all_why),
+            requested=name in by_name,
+            remove_with=f"--remove-dist {name}" if name in listed_by_name else "",
         )
         for name in names
     )
@@ -617,6 +691,50 @@ def decide_distributions(
         graph=graph,
         diagnostics=graph.diagnostics,
     )
+
+
+def _named(name: str, by_name: Collection[str]) -> str:
+    """The note a list removal of a distribution installed by name carries."""
+    if name not in by_name or name in SEEDED:
+        return ""
+    return f" (installed by name, REQUESTED; --keep-dist {name} keeps it)"
+
+
+def installed_by_name(graph: Graph) -> frozenset[str]:
+    """The distributions the user installed by name, as far as REQUESTED can tell.
+
+    pip writes REQUESTED for what its command line or requirements file named. uv writes it
+    for everything it installs, dependencies included, and a full lock (``pip freeze``
+    output) installed with pip names every distribution. So where the installer (the
+    INSTALLER file) is uv, or every distribution is marked, only the marked distributions
+    no other installed one requires count: the top of the graph, what a user asks for.
+    """
+    dists = graph.distributions
+    marked = [n for n, d in dists.items() if d.requested]
+    everything = len(marked) == len(dists)
+    out = set()
+    for name in marked:
+        loose = everything or dists[name].installer.lower() == "uv"
+        if loose and any(e.source != name for e in graph.required_by.get(name, ())):
+            continue
+        out.add(name)
+    return frozenset(out)
+
+
+def every_requested_removed(decisions: Sequence[DistDecision],
+                            remove: Collection[str] = ()) -> tuple[DistDecision, ...]:
+    """The distributions installed by name when a plan removes every one of them and not
+    only on the user's word (``remove``: the ``--remove-dist`` names); else ``()``.
+
+    pip, setuptools and wheel (:data:`SEEDED`) do not count: environment creation marks
+    them. Such a plan removes the application itself, and is refused unless forced
+    (issue 15, kind D: jupyter-kernel-gateway and ipykernel, 81 of 81 distributions).
+    """
+    named = tuple(d for d in decisions if d.requested and d.name not in SEEDED)
+    removed_all = bool(named) and all(d.remove for d in named)
+    if not removed_all or {d.name for d in named} <= {canonicalize_name(r) for r in remove}:
+        return ()
+    return named
 
 
 # --- roots from files ---------------------------------------------------------------------

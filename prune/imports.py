@@ -20,7 +20,9 @@ import bisect
 import re
 from collections.abc import Iterator
 
-__all__ = ["imported_modules", "module_name_for", "required_modules", "resolve_relative"]
+__all__ = [
+    "imported_modules", "module_name_for", "required_modules", "resolve_relative", "run_references",
+]
 
 # Identifier characters: ASCII plus any non-ASCII byte, so UTF-8 identifiers (PEP 3131) match.
 _ID = rb"[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*"
@@ -354,3 +356,87 @@ def is_evidence_file(path: str) -> bool:
     if "/tests/" in path or "/test/" in path:
         return False
     return not path.endswith(("/conftest.py", "/setup.py"))
+
+
+# --- what a source runs (issue 15, kind C) ----------------------------------------------------
+
+# Calls whose first string argument names a program (a console script) or a module.
+_PROGRAM_CALLS = (rb"run|call|check_call|check_output|Popen|system|popen|getoutput|getstatusoutput"
+                  rb"|create_subprocess_exec|create_subprocess_shell|spawnlp|spawnvp|execlp|execvp"
+                  rb"|run_command")
+_LOOKUPS = (b"which", b"find_executable")
+_MODULE_LOOKUPS = (b"find_spec", b"find_loader", b"get_loader")
+_RUN_SCANNER = re.compile(
+    rb"(?P<skip>\#[^\r\n]*)"
+    rb"|(?P<string>" + _STRING + rb")"
+    rb"|(?<![A-Za-z0-9_\x80-\xff])(?P<call>which|find_executable|find_spec|find_loader|get_loader"
+    rb"|" + _PROGRAM_CALLS + rb")\s*\(\s*(?P<bracket>[\[(]?)\s*(?=[rRbBuUfF]{0,2}['\"])",
+    re.DOTALL,
+)
+# A command line held in one string: "python -m pip install", f"{sys.executable} -m pip ...",
+# "%s -m pip" % sys.executable. It must start the string: a message that *mentions*
+# "python -m pip install x" in a sentence runs nothing.
+_COMMAND_M = re.compile(
+    rb"\s*(?:[^\s'\"{}%$]*python[0-9.]*|\{[^{}]*\}|%s|\$\{?[A-Za-z_]+\}?)\s+-m\s+"
+    rb"(?P<module>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?![A-Za-z0-9_.])"
+)
+_PROGRAM = re.compile(rb"[A-Za-z_][A-Za-z0-9_.-]*")
+_MODULE_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SEPARATOR = re.compile(rb"\s*,\s*")
+_QUOTES = (b'"""', b"'''", b'"', b"'")
+
+
+def _string_body(token: bytes) -> bytes:
+    """The text between a string literal's quotes (prefix and quotes dropped, no unescaping)."""
+    start = min(i for i in (token.find(b"'"), token.find(b'"')) if i >= 0)
+    quote = next(q for q in _QUOTES if token.startswith(q, start))
+    return token[start + len(quote):len(token) - len(quote)]
+
+
+def run_references(source: bytes) -> frozenset[tuple[str, str]]:
+    """What a source file runs or looks for by name, besides what it imports.
+
+    ``("module", "pip")``: a module run as a program or looked up —
+    ``[sys.executable, "-m", "pip", ...]`` (a ``"-m"`` string, a comma, a name), a command
+    string that *starts* ``python -m pip`` (``f"{sys.executable} -m pip ..."``,
+    ``"%s -m pip" % ...``), ``importlib.util.find_spec("pip")``, ``pkgutil.find_loader``.
+    ``("program", "black")``: a program looked up or started by name —
+    ``shutil.which("black")``, ``subprocess.run(["black", ...])``, ``os.system("black .")``.
+
+    Comments and string literals are whole tokens, so a message or a docstring that mentions
+    ``python -m pip install x`` in a sentence is no reference (Django and urllib3 print such
+    advice). Like the import scan, this reads bytes with regular expressions and never fails
+    on a file the running interpreter cannot parse. Taught by spaCy's ``download``
+    (``find_spec("pip")``, then ``[sys.executable, "-m", "pip", "install"]``), issue 15.
+    """
+    found: set[tuple[str, str]] = set()
+    previous: bytes | None = None  # the last string literal's body
+    previous_end = -1
+    pending: tuple[bytes, bool] | None = None  # a call waiting for its first string argument
+    for m in _RUN_SCANNER.finditer(source):
+        if m.group("skip") is not None:
+            continue
+        if m.group("call") is not None:
+            pending = (m.group("call"), bool(m.group("bracket")))
+            previous = None
+            continue
+        body = _string_body(m.group("string"))
+        if pending is not None:
+            call, in_list = pending
+            pending = None
+            if call in _MODULE_LOOKUPS:
+                if _MODULE_NAME.fullmatch(body):
+                    found.add(("module", body.decode()))
+            elif call in _LOOKUPS or in_list or b" " in body.strip() or _PROGRAM.fullmatch(body):
+                # which("black"), run(["black", ...]), system("black --check ."), call("black")
+                words = body.split(None, 1)
+                if words and _PROGRAM.fullmatch(words[0]):
+                    found.add(("program", words[0].decode()))
+        if previous == b"-m" and _SEPARATOR.fullmatch(source, previous_end, m.start()):
+            if _MODULE_NAME.fullmatch(body):
+                found.add(("module", body.decode()))
+        command = _COMMAND_M.match(body)
+        if command:
+            found.add(("module", command.group("module").decode()))
+        previous, previous_end = body, m.end()
+    return frozenset(found)

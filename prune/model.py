@@ -177,7 +177,13 @@ class Keep:
 
 @dataclass(frozen=True)
 class DistDecision:
-    """Whether a whole distribution stays or goes, with the chain of reasons."""
+    """Whether a whole distribution stays or goes, with the chain of reasons.
+
+    ``requested``: the user installed it by name, as far as REQUESTED can tell
+    (:func:`prune.graph.installed_by_name`). ``remove_with``: for a distribution kept only
+    because it was installed by name although a profile list names it, the option that
+    removes it (``--remove-dist black``); empty otherwise.
+    """
 
     name: str
     version: str
@@ -185,6 +191,8 @@ class DistDecision:
     bytes: int
     reason: str
     chain: tuple[str, ...] = ()
+    requested: bool = False
+    remove_with: str = ""
 
 
 @dataclass(frozen=True)

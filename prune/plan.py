@@ -278,6 +278,16 @@ class DiskSources:
             cached = self._required[path] = self._scan(path, required=True)
         return cached
 
+    def runs(self, path: str, names: tuple[bytes, ...]) -> frozenset[tuple[str, str]]:
+        """The modules and programs the file runs or looks up by name
+        (:func:`prune.imports.run_references`), when its bytes hold one of ``names``."""
+        from .imports import run_references
+
+        data = self._read(path)
+        if not any(n in data for n in names):
+            return frozenset()
+        return run_references(data)
+
 
 def _shortest(needles: frozenset[bytes]) -> tuple[bytes, ...]:
     """The needles that contain no other needle: a text holds some needle exactly when it
@@ -452,7 +462,8 @@ def _decide_distributions(
                              "cannot tell which files are its own; make it readable and run again")
     keep_whole = sorted(set(options.keep_dists) | set(unreadable))
 
-    def decide(imports: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[DistDecision, ...]:
+    def decide(imports: Mapping[str, Sequence[tuple[str, str]]],
+               runs: Mapping[str, Sequence[tuple[str, str, str]]]) -> tuple[DistDecision, ...]:
         decision = decide_distributions(
             inv.distributions,
             marker_env=inv.env.marker_environment(),
@@ -465,12 +476,14 @@ def _decide_distributions(
             imports=imports,
             sizes=sizes,
             dev_extras=knowledge.dev_extras,
+            runs=runs,
+            lists_remove_requested=profile.lists_remove_requested,
         )
         return tuple(decision.decisions)
 
     # Imports can only keep distributions, never remove them: so a first pass without
     # them bounds the set whose modules the (costly) source scan has to look for.
-    first = decide({})
+    first = decide({}, {})
     maybe = {d.name for d in first if d.remove}
     if not maybe:
         return first
@@ -481,38 +494,53 @@ def _decide_distributions(
     # tools that go (flaskdev: 689 files of pytest, mypy and friends importing each other).
     decided = first
     evidence: dict[str, list[tuple[str, str]]] = {}
+    run_evidence: dict[str, list[tuple[str, str, str]]] = {}
     scanned: set[str] = set()
     while True:
         kept = {d.name for d in decided if not d.remove} - scanned
-        found = _distribution_imports(inv, sources, maybe, kept) if kept else {}
+        found, ran = _distribution_imports(inv, sources, maybe, kept) if kept else ({}, {})
         scanned |= kept
-        if not found:
+        if not found and not ran:
             return decided
         evidence.update(found)
-        decided = decide(evidence)
+        run_evidence.update(ran)
+        decided = decide(evidence, run_evidence)
 
 
 def _distribution_imports(
     inv: Inventory, sources: SourceReader, maybe: set[str], owners: Container[str],
-) -> dict[str, list[tuple[str, str]]]:
-    """distribution -> [(imported top-level module, file)] for imports of the top-level
-    modules of the distributions in ``maybe`` (those that might be removed), in the files of
-    the distributions in ``owners``.
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str, str]]]]:
+    """What the files of the distributions in ``owners`` need of the distributions in
+    ``maybe`` (those that might be removed):
+
+    - imports: distribution -> [(imported module, file)], for imports of their top-level
+      modules, and of modules they provide on the target (``distutils`` from setuptools on
+      Python 3.12+, :func:`prune.graph.provided_modules`);
+    - runs: distribution -> [(needed distribution, what, file)], for kept code that runs one
+      of their modules or console scripts, or looks one up (``[sys.executable, "-m",
+      "pip"]``, ``find_spec("pip")``, ``shutil.which("black")``:
+      :func:`prune.imports.run_references`; issue 15, kind C).
 
     Each source file is first checked for those names as bytes (cheap) and parsed only on
     a hit. Test directories, ``conftest.py`` and ``setup.py`` files are skipped: code that only
     tests or builds imports does not keep a distribution.
     """
+    from .graph import provided_modules
+
     candidates: dict[str, str] = {}
+    programs: dict[str, str] = {}
     for dist in inv.distributions:
         if dist.name not in maybe:
             continue
         for top in _dist_top_levels(dist, inv.env.site_packages):
             candidates.setdefault(top, dist.name)
-    if "setuptools" in maybe:
-        candidates.setdefault("pkg_resources", "setuptools")
-    if not candidates:
-        return {}
+        for script in dist.console_scripts:
+            programs.setdefault(script, dist.name)
+    for module, provider in provided_modules(inv.env.marker_environment()).items():
+        if provider in maybe:
+            candidates.setdefault(module, provider)
+    if not candidates and not programs:
+        return {}, {}
     from .imports import is_evidence_file
 
     needles = tuple(sorted({t.encode() for t in candidates}))
@@ -546,7 +574,56 @@ def _distribution_imports(
                 owner = candidates.get(mod.split(".", 1)[0])
                 if owner is not None and owner != fe.owner:
                     result[fe.owner].append((mod, fe.path))
-    return {k: sorted(set(v)) for k, v in result.items()}
+    return ({k: sorted(set(v)) for k, v in result.items()},
+            _distribution_runs(inv, sources, candidates, programs, owners))
+
+
+# Words a file that runs a module or a program by name must contain (run_references).
+_RUN_MARKERS = (b'"-m"', b"'-m'", b" -m ", b"which(", b"find_spec(", b"find_loader(",
+                b"get_loader(", b"find_executable(", b"subprocess", b"system(", b"popen(",
+                b"spawnlp(", b"spawnvp(", b"execlp(", b"execvp(", b"run_command(")
+
+
+def _distribution_runs(
+    inv: Inventory, sources: SourceReader, modules: Mapping[str, str],
+    programs: Mapping[str, str], owners: Container[str],
+) -> dict[str, list[tuple[str, str, str]]]:
+    """distribution -> [(needed distribution, what, file)]: kept files (of ``owners``) that
+    run or look up a module (top-level name in ``modules``) or a program (console script in
+    ``programs``) of another distribution."""
+    refs = getattr(sources, "runs", None)
+    if refs is None:
+        return {}
+    from .graph import SEEDED
+    from .imports import is_evidence_file
+
+    # The installers running each other (setuptools' develop command and build-egg fetcher
+    # run `python -m pip`) is build work: it does not keep pip for a kept setuptools.
+    paths = [fe.path for fe in inv.files
+             if fe.owner is not None and fe.owner in owners and fe.owner not in SEEDED
+             and not fe.is_link
+             and fe.path.endswith(".py") and is_evidence_file(fe.path)]
+    may = getattr(sources, "may_contain", None)
+    if may is not None:
+        paths = may(paths, _RUN_MARKERS)
+    owner_of = {fe.path: fe.owner for fe in inv.files if fe.owner is not None}
+    names = tuple({n.encode() for n in modules} | {n.encode() for n in programs})
+    result: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
+    for path in paths:
+        found = refs(path, names)
+        if not found:
+            continue
+        user = owner_of[path]
+        for kind, name in found:
+            if kind == "module":
+                needed = modules.get(name.split(".", 1)[0])
+                what = f"runs python -m {name} or looks the module up"
+            else:
+                needed = programs.get(name)
+                what = f"runs or looks up the program {name}"
+            if needed is not None and needed != user:
+                result[user].add((needed, what, path))
+    return {k: sorted(v) for k, v in result.items()}
 
 
 def _dist_top_levels(dist: object, sites: Sequence[str]) -> set[str]:
@@ -614,6 +691,9 @@ def _build_plan(inventory: Inventory, profile: Profile, options: PlanOptions,
         if any(r.evidence for r in profile.rules) or knowledge.readers:
             # Test code is never evidence (prune/imports.py is_evidence_file): not searched.
             disk.hint_group(_locators(knowledge), skip_dirs=("tests", "test"))
+        if profile.remove_distributions or profile.remove_dev_tools or options.remove_dists:
+            # What kept code runs keeps distributions (kind C); test code is no evidence.
+            disk.hint_group(_RUN_MARKERS, skip_dirs=("tests", "test"))
         disk.prefetch()
         sources = own = disk
     # Keep beats removing a whole distribution too: a distribution with a file that a keep
@@ -624,12 +704,33 @@ def _build_plan(inventory: Inventory, profile: Profile, options: PlanOptions,
         for _ in range(8):
             plan, needed = _plan_once(inventory, profile, options, sources, knowledge, extra_keep)
             if needed.keys() <= extra_keep.keys():
-                return plan
+                break
             extra_keep = {**needed, **extra_keep}
+        _refuse_removing_everything_named(plan, options)
         return plan
     finally:
         if own is not None:
             own.close()
+
+
+def _refuse_removing_everything_named(plan: Plan, options: PlanOptions) -> None:
+    """Refuse a plan that removes every distribution the user installed by name (issue 15,
+    kind D: a profile list took jupyter-kernel-gateway and ipykernel, 81 of 81
+    distributions). Explicit roots are the user's word on what stays; ``--force`` overrides.
+
+    :raises UsageError: listing those distributions, their sizes and the ways out.
+    """
+    if options.force or options.roots:
+        return
+    from .graph import every_requested_removed
+
+    named = every_requested_removed(plan.distributions, options.remove_dists)
+    if named:
+        listed = ", ".join(f"{d.name} {d.version} ({d.bytes / 2**20:.1f} MiB)" for d in named)
+        raise UsageError(
+            f"the plan removes every distribution installed by name (REQUESTED): {listed}; "
+            f"keep one with --keep-dist {named[0].name}, name what the application needs with "
+            "--root NAME, or add --force to remove them anyway")
 
 
 def _plan_once(
@@ -695,6 +796,18 @@ def _plan_once(
             for d in dist_decisions
         )
     removed_dists = {d.name: d for d in dist_decisions if d.remove}
+    if not options.roots:
+        from .graph import SEEDED
+
+        for d in dist_decisions:
+            # Installed by name, removed by a profile list: allowed (aggressive), never silent.
+            if d.remove and d.requested and d.name not in SEEDED and d.name not in options.remove_dists:
+                diagnostics.append(Diagnostic(
+                    "warning", "requested-removed",
+                    f"{d.name} {d.version} ({d.bytes / 2**20:.1f} MiB) was installed by name "
+                    f"(REQUESTED) and is removed: "
+                    f"{d.reason.replace('removed: ', '', 1).split(' (installed by name')[0]}; "
+                    f"--keep-dist {d.name} keeps it"))
 
     pth_protected = _pth_protected(inventory, os.fspath(env.root))
     pth_below = tuple(p + "/" for p in sorted(pth_protected))

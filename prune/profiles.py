@@ -47,6 +47,7 @@ _BYTECODE = ("drop", "keep", "compile")
 _SETTINGS: dict[str, type] = {
     "remove_distributions": list,
     "remove_dev_tools": bool,
+    "lists_remove_requested": bool,
     "strip": bool,
     "bytecode": str,
     "optional_data": bool,
@@ -196,6 +197,7 @@ class Profile:
     rules: tuple[Rule, ...]
     remove_distributions: tuple[str, ...] = ()
     remove_dev_tools: bool = False
+    lists_remove_requested: bool = False
     strip: bool = False
     bytecode: str = "drop"
     optional_data: bool = False
@@ -403,6 +405,7 @@ def load_profile(ref: str = "standard") -> Profile:
         rules=tuple(rules[r] for r in order if r in rules),
         remove_distributions=tuple(settings.get("remove_distributions", ())),
         remove_dev_tools=bool(settings.get("remove_dev_tools", False)),
+        lists_remove_requested=bool(settings.get("lists_remove_requested", False)),
         strip=bool(settings.get("strip", False)),
         bytecode=str(settings.get("bytecode", "drop")),
         optional_data=bool(settings.get("optional_data", False)),

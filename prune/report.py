@@ -176,7 +176,8 @@ def summarise(plan: Plan, extras: Extras = Extras()) -> dict[str, Any]:
         ],
         "distribution_decisions": [
             {"name": d.name, "version": d.version, "remove": d.remove, "bytes": d.bytes,
-             "reason": d.reason, "chain": list(d.chain)}
+             "reason": d.reason, "chain": list(d.chain), "requested": d.requested,
+             "remove_with": d.remove_with}
             for d in sorted(plan.distributions, key=lambda d: d.name)
         ],
         "actions": [
@@ -328,7 +329,14 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
         lines.append(f"Distributions: {len(removed_d)} {'would go' if d['dry_run'] else 'removed'}")
         for x in removed_d:
             lines.append(f"  - {x['name']} {x['version']} ({human_bytes(x['bytes'])}): {x['reason']}")
-        notable = [x for x in decisions if not x["remove"] and (x["chain"] or verbose)]
+        # Kept only because the user installed them by name: each with the option that
+        # removes it (issue 15, kind D), always shown.
+        for x in decisions:
+            if x.get("remove_with"):
+                lines.append(f"  ? {x['name']} {x['version']} ({human_bytes(x['bytes'])}): kept, installed "
+                             f"by name although a profile list names it; {x['remove_with']} removes it")
+        notable = [x for x in decisions if not x["remove"] and not x.get("remove_with")
+                   and (x["chain"] or verbose)]
         for x in notable if verbose else notable[:10]:
             reason = x["reason"] if x["reason"].startswith("kept") else f"kept: {x['reason']}"
             lines.append(f"  = {x['name']} {x['version']} {reason}")

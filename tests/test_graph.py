@@ -111,7 +111,8 @@ def test_development_extras_do_not_keep_development_tools() -> None:
     assert build_graph(dists, marker_env=ENV).active_extras["pure-eval"] == ("tests",)
     graph = build_graph(dists, marker_env=ENV, dev_extras={"tests"})
     assert graph.active_extras["pure-eval"] == ()
-    decision = decide_distributions(dists, marker_env=ENV, dev_tools=DEV, dev_extras={"tests"})
+    decision = decide_distributions(dists, marker_env=ENV, dev_tools=DEV, dev_extras={"tests"},
+                                    lists_remove_requested=True)
     assert removed(decision) == {"pytest"}
     # Asked for by name, the extra is in use after all.
     asked = [*dists, dist("app", "pure-eval[tests]", requested=True)]
@@ -142,7 +143,7 @@ def test_cycles_and_diamond() -> None:
         dist("d", "e"), dist("e", "d"),
         dist("pytest", "x", requested=True), dist("x", "y"), dist("y", "x"),
     ]
-    decision = decide_distributions(dists, marker_env=ENV, dev_tools=DEV)
+    decision = decide_distributions(dists, marker_env=ENV, dev_tools=DEV, lists_remove_requested=True)
     assert removed(decision) == {"pytest", "x", "y"}
     d = decision.decision("e")
     assert d is not None and not d.remove
@@ -152,7 +153,8 @@ def test_cycles_and_diamond() -> None:
         "d kept: required by b 1.0 (d>=1)",
         "e kept: required by d 1.0 (e)",
     )
-    assert decision.decision("y").chain[0] == "pytest removed: development tool"  # type: ignore[union-attr]
+    assert decision.decision("y").chain[0] == (  # type: ignore[union-attr]
+        "pytest removed: development tool (installed by name, REQUESTED; --keep-dist pytest keeps it)")
 
 
 def test_invalid_requirement_is_a_diagnostic() -> None:
@@ -179,7 +181,7 @@ def leak() -> list[Distribution]:
 def test_dev_tools_go_with_their_exclusive_dependencies() -> None:
     decision = decide_distributions(
         leak(), marker_env=ENV, dev_tools=DEV, removable=["pip", "setuptools", "wheel"],
-        sizes={"pytest": 1000, "leftover": 7},
+        sizes={"pytest": 1000, "leftover": 7}, lists_remove_requested=True,
     )
     assert decision.root_source == "requested"
     assert decision.roots == ("app",)
@@ -212,9 +214,13 @@ def test_dev_tool_required_by_a_root_or_kept_stays() -> None:
 
 def test_dev_tool_reasons_from_a_mapping() -> None:
     decision = decide_distributions(
-        leak(), marker_env=ENV, dev_tools={"pytest": "test runner", "pytest-*": "plugin"})
-    assert decision.decision("pytest").reason == "removed: development tool: test runner"  # type: ignore[union-attr]
-    assert decision.decision("pytest-cov").reason == "removed: development tool: plugin"  # type: ignore[union-attr]
+        leak(), marker_env=ENV, dev_tools={"pytest": "test runner", "pytest-*": "plugin"},
+        lists_remove_requested=True)
+    note = " (installed by name, REQUESTED; --keep-dist {} keeps it)"
+    assert decision.decision("pytest").reason == (  # type: ignore[union-attr]
+        "removed: development tool: test runner" + note.format("pytest"))
+    assert decision.decision("pytest-cov").reason == (  # type: ignore[union-attr]
+        "removed: development tool: plugin" + note.format("pytest-cov"))
 
 
 def test_explicit_roots_remove_everything_unreachable() -> None:
@@ -284,6 +290,130 @@ def test_pkg_resources_owner_without_record() -> None:
         imports={"fs": [("pkg_resources", "x.py")]},
     )
     assert removed(decision) == set()
+
+
+def test_distutils_is_setuptools_on_python_312_and_later() -> None:
+    """Python 3.12 removed distutils (PEP 632): from then on only setuptools provides it, so
+    kept code importing it keeps setuptools; before 3.12 the standard library has it
+    (issue 15, case 4: undetected-chromedriver's `from distutils.version import LooseVersion`)."""
+    from prune.graph import provided_modules
+
+    path = f"{SITE}/undetected_chromedriver/patcher.py"
+    dists = [dist("undetected-chromedriver", requested=True), setuptools()]
+    for version, kept in (("3.11", False), ("3.12", True), ("3.13", True)):
+        assert ("distutils" in provided_modules(env_for(version))) is kept
+        decision = decide_distributions(
+            dists, marker_env=env_for(version), removable=["pip", "setuptools", "wheel"],
+            imports={"undetected-chromedriver": [("distutils.version", path)]})
+        d = decision.decision("setuptools")
+        assert d is not None and d.remove is not kept, (version, d)
+        if kept:
+            assert d.reason == (
+                f"kept: undetected-chromedriver 1.0 imports distutils.version ({path})")
+
+
+def test_what_kept_code_runs_is_kept() -> None:
+    """spaCy runs `python -m pip install` (issue 15, case 3): that keeps pip, as an import
+    would, and whatever the kept pip requires."""
+    path = f"{SITE}/spacy/cli/download.py"
+    dists = [dist("spacy", requested=True), dist("pip", "helper", requested=True),
+             dist("helper"), dist("black", requested=True)]
+    runs = {"spacy": [("pip", "runs python -m pip or looks the module up", path)]}
+    for aggressive in (False, True):
+        decision = decide_distributions(dists, marker_env=ENV, removable=["pip"], runs=runs,
+                                        dev_tools=DEV, lists_remove_requested=aggressive)
+        pip = decision.decision("pip")
+        assert pip is not None and not pip.remove
+        assert pip.reason == f"kept: spacy 1.0 runs python -m pip or looks the module up ({path})"
+        assert not decision.decision("helper").remove  # type: ignore[union-attr]
+    assert removed(decide_distributions(dists, marker_env=ENV, removable=["pip"])) == {
+        "pip", "helper"}
+
+
+def test_installed_by_name_beats_profile_lists_unless_aggressive_roots_or_named() -> None:
+    """issue 15, kind D: `pip install black jinja2` ships black as the product."""
+    dists = [dist("black", "click", requested=True), dist("click"),
+             dist("jinja2", "markupsafe", requested=True), dist("markupsafe"),
+             dist("pytest", "pluggy"), dist("pluggy"), dist("pip", requested=True)]
+    common: dict[str, Any] = {"marker_env": ENV, "dev_tools": {"black": "code formatter",
+                                                              "pytest": "test runner"},
+                              "removable": ["pip", "setuptools", "wheel"],
+                              "sizes": {"black": 5000}}
+    standard = decide_distributions(dists, **common)
+    black = standard.decision("black")
+    assert black is not None and not black.remove and black.requested and black.bytes == 5000
+    assert black.remove_with == "--remove-dist black"
+    assert black.reason == (
+        "kept: installed by name (REQUESTED), although the development-tools list names it "
+        "(code formatter); --remove-dist black or --profile aggressive removes it")
+    # A dev tool nobody named still goes; pip (seeded by venv, marked REQUESTED) still goes.
+    assert removed(standard) == {"pytest", "pluggy", "pip"}
+    assert standard.decision("jinja2").remove_with == ""  # type: ignore[union-attr]
+
+    aggressive = decide_distributions(dists, lists_remove_requested=True, **common)
+    assert removed(aggressive) == {"black", "click", "pytest", "pluggy", "pip"}
+    assert aggressive.decision("black").reason == (  # type: ignore[union-attr]
+        "removed: development tool: code formatter (installed by name, REQUESTED; "
+        "--keep-dist black keeps it)")
+    assert aggressive.decision("black").remove_with == ""  # type: ignore[union-attr]
+    explicit = decide_distributions(dists, roots=["jinja2"], **common)
+    assert removed(explicit) == {"black", "click", "pytest", "pluggy", "pip"}
+    named = decide_distributions(dists, remove=["black"], **common)
+    assert "black" in removed(named) and named.decision("black").reason == (  # type: ignore[union-attr]
+        "removed: named with --remove-dist")
+    kept = decide_distributions(dists, keep=["black"], **common)
+    assert kept.decision("black").reason == "kept: named with --keep-dist"  # type: ignore[union-attr]
+    assert kept.decision("black").remove_with == ""  # type: ignore[union-attr]
+
+
+def test_installed_by_name_when_everything_is_marked() -> None:
+    """uv marks everything it installs REQUESTED, dependencies too, as does a full lock
+    installed by pip: then only the top of the graph counts as named by the user."""
+    from prune.graph import installed_by_name
+
+    def marked(installer: str, *, click_requested: bool = True) -> list[Distribution]:
+        return [replace(d, installer=installer) for d in (
+            dist("black", "click", requested=True), dist("click", requested=click_requested),
+            dist("jinja2", requested=True), dist("pytest", requested=False))]
+
+    def by_name(dists: list[Distribution]) -> frozenset[str]:
+        return installed_by_name(build_graph(dists, marker_env=ENV))
+
+    assert by_name(marked("pip")) == {"black", "click", "jinja2"}
+    assert by_name(marked("uv")) == {"black", "jinja2"}
+    everything = [replace(d, requested=True) for d in marked("pip")]
+    assert by_name(everything) == {"black", "jinja2", "pytest"}
+    # uv-installed click, required by black: not named, so it goes with black (aggressive).
+    decision = decide_distributions(marked("uv"), marker_env=ENV, dev_tools=["black"],
+                                    lists_remove_requested=True)
+    assert removed(decision) == {"black", "click"}
+
+
+def test_every_requested_removed_is_reported() -> None:
+    from prune.graph import every_requested_removed
+
+    dists = [dist("jupyter-kernel-gateway", "ipykernel", "tornado", requested=True),
+             dist("ipykernel", requested=True), dist("tornado"), dist("pip", requested=True)]
+    old_list = ["jupyter-*", "ipykernel"]
+    decision = decide_distributions(dists, marker_env=ENV, dev_tools=old_list,
+                                    removable=["pip"], lists_remove_requested=True)
+    assert removed(decision) == {"jupyter-kernel-gateway", "ipykernel", "tornado", "pip"}
+    named = every_requested_removed(decision.decisions)
+    assert [d.name for d in named] == ["ipykernel", "jupyter-kernel-gateway"]
+    # Named by the user with --remove-dist: their word, not a profile list's.
+    assert every_requested_removed(decision.decisions, ["ipykernel", "Jupyter_Kernel_Gateway"]) == ()
+    standard = decide_distributions(dists, marker_env=ENV, dev_tools=old_list, removable=["pip"])
+    assert removed(standard) == {"pip"}
+    assert every_requested_removed(standard.decisions) == ()
+
+
+def test_notebook_servers_and_kernels_are_not_development_tools() -> None:
+    names = _dev_tools()
+    for app in ("jupyter-kernel-gateway", "ipykernel", "notebook", "jupyterlab", "jupyter",
+                "jupyter-server", "jupyter-client", "jupyterlab-server", "voila"):
+        assert not is_dev_tool(app, names), app
+    for tool in ("pytest", "pytest-cov", "mypy", "black", "ruff", "coverage", "flake8"):
+        assert is_dev_tool(tool, names), tool
 
 
 def test_imports_keep_to_a_fixpoint() -> None:
@@ -532,13 +662,26 @@ def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
             "pluggy", "iniconfig", "mypy-extensions", "jedi", "parso"} <= gone
     assert decision.bytes_removed > sum(sizes[n] for n in FLASK_SIDE)
 
-    # Without roots: REQUESTED roots; the dev tools are candidates with sizes, and go.
-    implicit = decide_distributions(inv.distributions, **common)
+    # Without roots, aggressive: REQUESTED roots; the dev tools are candidates with sizes,
+    # and go although they were installed by name.
+    implicit = decide_distributions(inv.distributions, lists_remove_requested=True, **common)
     assert implicit.root_source == "requested"
     assert set(implicit.roots) == {"flask", "gunicorn"}
     assert {"pytest", "mypy", "black", "ipython"} <= set(implicit.candidates)
     assert all(implicit.decision(n).bytes > 0 for n in ("pytest", "mypy"))  # type: ignore[union-attr]
     assert set(implicit.kept) == FLASK_SIDE
+    # Standard: installed by name, so kept, each with its size and the option that removes it.
+    standard = decide_distributions(inv.distributions, **common)
+    for name in ("pytest", "pytest-cov", "mypy", "black", "ipython"):
+        d = standard.decision(name)
+        assert d is not None and not d.remove and d.requested and d.bytes > 0
+        assert d.remove_with == f"--remove-dist {name}"
+        assert d.reason.startswith("kept: installed by name (REQUESTED), although the "
+                                   "development-tools list names it")
+    assert {"pluggy", "jedi", "mypy-extensions"} <= set(standard.kept)
+    # mypy's install-types extra asks for pip, which is installed: the kept mypy keeps it.
+    assert standard.removed == ()
+    assert standard.decision("pip").reason.startswith("kept: required by mypy")  # type: ignore[union-attr]
 
     # The graph command, in process and as the installed console script.
     from click.testing import CliRunner
@@ -555,7 +698,7 @@ def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
     proc = subprocess.run([str(script), "graph", str(root)], capture_output=True, text=True,
                           env={**os.environ, "NO_COLOR": "1"}, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "pytest" in proc.stdout and "development tool" in proc.stdout
+    assert "pytest" in proc.stdout and "development-tools list names it" in proc.stdout
     with tempfile.TemporaryDirectory() as tmp:
         bad = subprocess.run([str(script), "graph", str(root), "--root", "flsk"],
                              capture_output=True, text=True, cwd=tmp, timeout=300, check=False)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prune.imports import (
+    run_references,
     imported_modules,
     module_name_for,
     required_modules,
@@ -347,3 +348,47 @@ def test_required_modules() -> None:
                 b"    except ImportError:\n        eggs = ()\n")
     assert required_modules(werkzeug) == frozenset()
     assert imported_modules(werkzeug) == {"pkg_resources"}
+
+
+# spaCy 3.8's `spacy download` (spacy/cli/download.py), issue 15 case 3.
+SPACY_DOWNLOAD = b'''
+def _get_pip_install_cmd() -> list:
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip", "install"]
+    elif shutil.which("uv"):
+        return ["uv", "pip", "install"]
+'''
+
+
+def test_run_references_spacy_download() -> None:
+    assert run_references(SPACY_DOWNLOAD) == {("module", "pip"), ("program", "uv")}
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    # a module run as a program, in a list, a command string, a formatted command
+    (b'cmd = [python, "-m",\n       "pytest", "-q"]', {("module", "pytest")}),
+    (b"self.shell.system(' '.join([python, '-m', 'pip', line]))", {("module", "pip")}),
+    (b'cmd = f"{sys.executable} -m black --check ."', {("module", "black")}),
+    (b'os.system("%s -m coverage run app.py" % sys.executable)', {("module", "coverage")}),
+    (b'check_call("python3 -m pip install x", shell=True)',
+     {("module", "pip"), ("program", "python3")}),
+    (b'spec = pkgutil.find_loader("mypy.api")', {("module", "mypy.api")}),
+    # a program run or looked up by name
+    (b'subprocess.run(["black", "--check", "."])', {("program", "black")}),
+    (b'os.system("ruff check .")', {("program", "ruff")}),
+    (b'path = shutil.which("pytest")', {("program", "pytest")}),
+    # advice to the user is not a reference (django/db/models/fields/files.py, urllib3)
+    (b"msg = 'or run command \"python -m pip install Pillow\".'", set()),
+    (b'"""Install with:\n\n    $ python -m pip install pyopenssl\n"""', set()),
+    (b"# subprocess.run(['black', '.']) and python -m pip", set()),
+    (b'colors = ["black", "white"]', set()),
+    (b'args = ["-m"]\nname = "pip"', set()),
+])
+def test_run_references(source: bytes, expected: set[tuple[str, str]]) -> None:
+    assert run_references(source) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_run_references_never_fails(data: bytes) -> None:
+    assert isinstance(run_references(data), frozenset)

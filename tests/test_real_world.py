@@ -676,6 +676,9 @@ def test_dev_leak_standard_with_roots(venvs: VenvFactory, fresh_venv: Callable[.
 
 def test_dev_leak_without_roots_dry_run_lists_dev_tools(fresh_venv: Callable[..., Path],
                                                         tmp_path: Path) -> None:
+    """Installed by name (pip marked them REQUESTED), the tools are the user's word: standard
+    keeps them and lists each with its size and the option that removes it; aggressive
+    removes them, and says so (issue 15, kind D)."""
     env = fresh_venv(DEV_LEAK)
     site = site_of(env)
     dry = prune(str(env), "--profile", "standard", "--dry-run", "--format", "json")
@@ -684,17 +687,22 @@ def test_dev_leak_without_roots_dry_run_lists_dev_tools(fresh_venv: Callable[...
     decisions = {canon(d["name"]): d for d in plan["distribution_decisions"]}
     for tool in DEV_TOOLS:
         d = decisions[tool]
-        assert d["remove"] and d["bytes"] > 0, d
+        assert not d["remove"] and d["bytes"] > 0 and d["requested"], d
+        assert d["remove_with"] == f"--remove-dist {tool}", d
     text = prune(str(env), "--profile", "standard", "--dry-run")
     assert text.returncode == 0, text.stderr
     for tool in DEV_TOOLS:
-        line = next((ln for ln in text.stdout.splitlines() if ln.startswith(f"  - {tool} ")), None)
+        line = next((ln for ln in text.stdout.splitlines() if ln.startswith(f"  ? {tool} ")), None)
         assert line and re.search(r"\(\d+(\.\d)? (B|KiB|MiB|GiB)\)", line), (tool, text.stdout)
+        assert f"--remove-dist {tool} removes it" in line, line
 
-    data = prune_ok(env, "--profile", "standard")
+    data = prune_ok(env, "--profile", "aggressive")
     left = installed(site)
     for tool in DEV_TOOLS:
         assert tool not in left, tool
+    warned = {d["message"].split(" ", 1)[0] for d in data["diagnostics"]
+              if d["code"] == "requested-removed"}
+    assert set(DEV_TOOLS) <= warned, data["diagnostics"]
     for script in ("pytest", "mypy", "black", "ipython", "coverage"):
         assert not (env / "bin" / script).exists(), script
     for name in FLASK_KEEP:
@@ -704,5 +712,5 @@ def test_dev_leak_without_roots_dry_run_lists_dev_tools(fresh_venv: Callable[...
     assert quiet.stderr == "", quiet.stderr
     assert record_entries_missing(site) == []
     dev_bytes = sum(decisions[t]["bytes"] for t in DEV_TOOLS)
-    print(f"\n[dev-leak, no root] dev tools {mib(dev_bytes)}; standard removed "
+    print(f"\n[dev-leak, no root] dev tools {mib(dev_bytes)}; aggressive removed "
           f"{mib(data['totals']['bytes_removed'])} of {mib(data['totals']['bytes_before'])}")
