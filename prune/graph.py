@@ -588,23 +588,24 @@ def decide_distributions(
                             f"setuptools ({path})", name))
                         break
 
-    kept_by_user = set(keep_list) & set(listed_by_name)  # the user said keep: no candidate
     for name in chosen:
-        if name in kept_by_user:
-            continue
-        if name in listed_by_name:
-            mark(name, _Why(
-                f"kept: installed by name (REQUESTED), although {listed_by_name[name]}; "
-                f"--remove-dist {name} or --profile aggressive removes it"))
-        else:
+        if name not in listed_by_name:
             mark(name, _Why(root_why))
-    for name in kept_by_user:
-        del listed_by_name[name]
     for name in keep_list:
         mark(name, _Why("kept: named with --keep-dist"))
     for name in names:
         if dists[name].editable:
             mark(name, _Why("kept: editable install (its source tree is never touched)"))
+    expand()
+    # Installed by name but listed: kept as roots last, so that a reason to keep them that
+    # --remove-dist could not override (a kept distribution requires, imports or runs it)
+    # is the one reported; the rest are candidates, with the option that removes them.
+    candidates_by_name: set[str] = set()
+    for name, listed in listed_by_name.items():
+        if name not in why:
+            candidates_by_name.add(name)
+            mark(name, _Why(f"kept: installed by name (REQUESTED), although {listed}; "
+                            f"--remove-dist {name} or --profile aggressive removes it"))
     expand()
     candidates = tuple(n for n in names if n not in why)
 
@@ -679,7 +680,7 @@ def decide_distributions(
             reason=all_why[name].text,
             chain=_chain(name, all_why),
             requested=name in by_name,
-            remove_with=f"--remove-dist {name}" if name in listed_by_name else "",
+            remove_with=f"--remove-dist {name}" if name in candidates_by_name else "",
         )
         for name in names
     )

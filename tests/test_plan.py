@@ -181,11 +181,11 @@ def test_conftest_and_setup_py_do_not_keep_a_development_tool(tmp_path: Path) ->
     root = make_venv_tree(tmp_path / "v")
     add_dist(root, "app", {"app/__init__.py": "", "app/conftest.py": "import pytest\n",
                            "app/setup.py": "import pytest\n"})
-    add_dist(root, "pytest", {"pytest/__init__.py": ""})
+    add_dist(root, "pytest", {"pytest/__init__.py": ""}, requested=False)  # leaked, not named
     assert "pytest" in {d.name for d in plan_for(root, "standard").distributions if d.remove}
     other = make_venv_tree(tmp_path / "w")
     add_dist(other, "app", {"app/__init__.py": "", "app/core.py": "import pytest\n"})
-    add_dist(other, "pytest", {"pytest/__init__.py": ""})
+    add_dist(other, "pytest", {"pytest/__init__.py": ""}, requested=False)
     kept = {d.name: d.reason for d in plan_for(other, "standard").distributions if not d.remove}
     assert "app/core.py" in kept["pytest"], kept
 
