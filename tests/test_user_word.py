@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -201,6 +202,32 @@ def test_removing_every_distribution_installed_by_name_is_refused(
     assert tree_digest(env) == before
     data = prune_ok(env, "--profile", "aggressive", "--remove-dist", "jinja2", "--force")
     assert decisions(data)["black"]["remove"] and decisions(data)["jinja2"]["remove"]
+
+
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+
+
+@pytest.mark.skipif(UV is None, reason="needs uv (pip install '.[test]' installs it)")
+def test_uv_marks_everything_requested_only_the_top_counts(tmp_path: Path) -> None:
+    """`uv pip install black jinja2` marks all nine distributions REQUESTED: black and jinja2
+    (nothing installed requires them) count as installed by name, black's dependencies do
+    not, so they go with black where black goes, and only black is warned about."""
+    env = tmp_path / "uv"
+    subprocess.run([str(UV), "venv", "-q", "--python", sys.executable, str(env)], check=True)
+    subprocess.run([str(UV), "pip", "install", "-q", "--python", str(env / "bin" / "python"),
+                    "black", "jinja2"], check=True, timeout=600)
+    assert {"black", "click", "jinja2", "markupsafe", "pathspec"} <= requested(env)
+    standard = json.loads(prune(env, "--profile", "standard", "--dry-run", "--format", "json").stdout)
+    assert decisions(standard)["black"]["remove_with"] == "--remove-dist black"
+    assert decisions(standard)["click"]["reason"].startswith("kept: required by black")
+    assert not decisions(standard)["click"]["requested"]
+    data = prune_ok(env, "--profile", "aggressive")
+    gone = {n for n, d in decisions(data).items() if d["remove"]}
+    assert gone == set(decisions(data)) - {"jinja2", "markupsafe"}, gone
+    assert {"black", "click", "pathspec"} <= gone
+    assert [d["message"].split(" ", 1)[0] for d in data["diagnostics"]
+            if d["code"] == "requested-removed"] == ["black"]
+    assert run(env, "-c", "import jinja2", cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("profile", PROFILES)
