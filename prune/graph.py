@@ -433,8 +433,7 @@ def decide_distributions(
     """Decide which whole distributions stay and which go, each with its chain of reasons.
 
     Roots are ``roots`` when given (non-empty); everything they do not need is removed.
-    Otherwise the distributions installed by name (:func:`installed_by_name`, from
-    REQUESTED) are roots, else every distribution; development
+    Otherwise the REQUESTED distributions are roots, else every distribution; development
     tools and ``removable`` never become roots that way. Without explicit roots only these
     go: development tools (when ``dev_tools`` is not None), ``removable`` distributions,
     ``remove``, and whatever only they need; other unneeded distributions are reported in
@@ -535,7 +534,9 @@ def decide_distributions(
         root_why = "kept: root (named explicitly)"
         chosen = root_list
     else:
-        requested = [n for n in names if n in by_name and n not in seeds]
+        # Every REQUESTED mark makes a root, trusted or not: a dependency that uv or a full
+        # lock marked may be imported by the application itself, outside the environment.
+        requested = [n for n in names if dists[n].requested and n not in seeds]
         if requested:
             root_source, chosen = "requested", requested
             root_why = "kept: root (REQUESTED: installed by name)"
@@ -589,7 +590,14 @@ def decide_distributions(
                         break
 
     for name in chosen:
-        if name not in listed_by_name:
+        if name in listed_by_name:
+            continue
+        if root_source == "requested" and name not in by_name:
+            mark(name, _Why(
+                "kept: root (marked REQUESTED by uv, which marks dependencies too)"
+                if dists[name].installer.lower() == "uv" else
+                "kept: root (REQUESTED, as every distribution here is: a full lock installs so)"))
+        else:
             mark(name, _Why(root_why))
     for name in keep_list:
         mark(name, _Why("kept: named with --keep-dist"))

@@ -377,7 +377,7 @@ _RUN_SCANNER = re.compile(
 # "%s -m pip" % sys.executable. It must start the string: a message that *mentions*
 # "python -m pip install x" in a sentence runs nothing.
 _COMMAND_M = re.compile(
-    rb"\s*(?:[^\s'\"{}%$]*python[0-9.]*|\{[^{}]*\}|%s|\$\{?[A-Za-z_]+\}?)\s+-m\s+"
+    rb"\s*(?:(?:[A-Za-z0-9_.~-]*/)*python[0-9.]*|\{[^{}]*\}|%s|\$\{?[A-Za-z_]+\}?)\s+-m\s+"
     rb"(?P<module>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?![A-Za-z0-9_.])"
 )
 _PROGRAM = re.compile(rb"[A-Za-z_][A-Za-z0-9_.-]*")

@@ -599,10 +599,12 @@ def _distribution_runs(
 
     # The installers running each other (setuptools' develop command and build-egg fetcher
     # run `python -m pip`) is build work: it does not keep pip for a kept setuptools.
+    # Test helpers shipped as packages (torch/testing/_internal, pandas/_testing) run pip
+    # and pytest for test suites: test work, as tests/ is.
     paths = [fe.path for fe in inv.files
              if fe.owner is not None and fe.owner in owners and fe.owner not in SEEDED
-             and not fe.is_link
-             and fe.path.endswith(".py") and is_evidence_file(fe.path)]
+             and not fe.is_link and fe.path.endswith(".py") and is_evidence_file(fe.path)
+             and "/testing/" not in fe.path and "/_testing/" not in fe.path]
     may = getattr(sources, "may_contain", None)
     if may is not None:
         paths = may(paths, _RUN_MARKERS)

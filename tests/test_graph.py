@@ -383,10 +383,13 @@ def test_installed_by_name_when_everything_is_marked() -> None:
     assert by_name(marked("uv")) == {"black", "jinja2"}
     everything = [replace(d, requested=True) for d in marked("pip")]
     assert by_name(everything) == {"black", "jinja2", "pytest"}
-    # uv-installed click, required by black: not named, so it goes with black (aggressive).
+    # uv-installed click, required by black: not named, so only black is warned about; its
+    # REQUESTED mark still makes it a root (the application may import it), so it stays.
     decision = decide_distributions(marked("uv"), marker_env=ENV, dev_tools=["black"],
                                     lists_remove_requested=True)
-    assert removed(decision) == {"black", "click"}
+    assert removed(decision) == {"black"}
+    assert not decision.decision("click").requested  # type: ignore[union-attr]
+    assert decision.decision("black").requested  # type: ignore[union-attr]
 
 
 def test_every_requested_removed_is_reported() -> None:

@@ -382,6 +382,9 @@ def test_run_references_spacy_download() -> None:
     (b'"""Install with:\n\n    $ python -m pip install pyopenssl\n"""', set()),
     (b"# subprocess.run(['black', '.']) and python -m pip", set()),
     (b'colors = ["black", "white"]', set()),
+    # torch/utils/_cxx_pytree.py: advice quoted in backticks
+    (b'msg = ("optree is missing. "\n       "`python3 -m pip install --upgrade optree`")', set()),
+    (b'cmd = "/usr/bin/python3.12 -m pip list"', {("module", "pip")}),
     (b'args = ["-m"]\nname = "pip"', set()),
 ])
 def test_run_references(source: bytes, expected: set[tuple[str, str]]) -> None:
