@@ -107,16 +107,17 @@ class _Named:
     extensions: dict[str, str]
 
 
-def _add_names(data: bytes, where: str, found: _Named, directories: frozenset[str]) -> None:
+def _add_names(data: bytes, where: str, found: _Named, words: frozenset[str]) -> None:
     """Record every path component, file name and extension glob that a string literal in
-    ``data`` names. A bare word (no dot, no separator) can only name a directory: it is
-    recorded only when it is one of ``directories``."""
+    ``data`` names. A bare word (no dot, no separator) is recorded only when it is one of
+    ``words`` (the matched directories, and the candidates' file names without a dot)."""
     for a, b in _LITERAL.findall(data):
         raw = a or b
         if b"." not in raw and b"/" not in raw and b"\\" not in raw:
             word = raw.decode("utf-8", "replace").strip()
-            if word in directories:
+            if word in words:
                 found.names.setdefault(word, where)
+                found.files.setdefault(word, where)
             continue
         text = raw.decode("utf-8", "replace").strip()
         parts = [p.strip() for p in _SPLIT.split(text)]
@@ -161,7 +162,8 @@ def find_evidence(
     :returns: index in ``candidates`` -> the evidence that keeps it (absent: none found).
     """
     owners = {c.owner for c in candidates if c.owner}
-    directories = frozenset(c.anchor.rpartition("/")[2] for c in candidates if c.anchor)
+    words = frozenset(c.anchor.rpartition("/")[2] for c in candidates if c.anchor) | frozenset(
+        name for name in (c.sub.rpartition("/")[2] for c in candidates) if "." not in name)
     readers = tuple(readers)
     locators = LOCATORS + tuple(r.call.encode() for r in readers)
     named: dict[str, _Named] = {}
@@ -177,7 +179,7 @@ def find_evidence(
             for r in readers:
                 if r.call.encode() in data and sub.endswith(".py"):
                     siblings.setdefault(sub[:-3] + r.suffix, (r, path))
-            _add_names(data, path, found, directories)
+            _add_names(data, path, found, words)
         named[owner] = found
 
     out: dict[int, Evidence] = {}
