@@ -433,6 +433,11 @@ def _render_markdown(d: dict[str, Any]) -> str:
         out += ["", "## Distribution decisions", "", "| distribution | decision | why |", "|---|---|---|"]
         out += [f"| {x['name']} {x['version']} | {'remove' if x['remove'] else 'keep'} | {x['reason']} |"
                 for x in decisions]
+    if d.get("kept_on_evidence"):
+        out += ["", "## Kept because kept code reads them at run time", "",
+                "| distribution | rule | evidence | files | bytes | why |", "|---|---|---|---:|---:|---|"]
+        out += [f"| {g['distribution']} | {g['rule']} | {g['saved_by']} | {g['files']} | "
+                f"{human_bytes(g['bytes'])} | {g['reasons'][0].replace('|', '/')} |" for g in d["kept_on_evidence"]]
     if d["largest_kept"]:
         out += ["", "## Largest things that stay", "", "| path | bytes |", "|---|---:|"]
         out += [f"| `{p['path']}` | {human_bytes(p['bytes'])} |" for p in d["largest_kept"]]

@@ -138,6 +138,8 @@ def test_explain_and_text_report_say_what_evidence_kept(tmp_path: Path) -> None:
 
     text = render(plan, "text")
     assert "Kept because kept code reads them at run time" in text and "jitkit [c-sources]" in text
+    markdown = render(plan, "markdown")
+    assert "## Kept because kept code reads them at run time" in markdown and "| jitkit | c-sources |" in markdown
 
 
 def test_test_code_and_code_that_cannot_locate_files_are_no_evidence(tmp_path: Path) -> None:
