@@ -77,7 +77,7 @@ def measure(stack: str, method: str, images: tuple[str, str], wheel: Path, work:
     shutil.copytree(wheel.parent, ctx / "venv-prune-dist")
     (ctx / "Dockerfile").write_text(DOCKERFILE.format(
         builder=images[1], runtime=images[0], wheel=wheel.name, step=step_for(method)))
-    tag = f"venv-prune-bench/{stack}:{method}"
+    tag = f"venv-prune-bench/{stack}:{method.replace('+', '-')}"
     start = time.monotonic()
     output = ds.build(ctx, tag, timeout=3600)
     took = time.monotonic() - start
@@ -102,8 +102,9 @@ def _mb(n: int) -> str:
 def render_section(data: dict) -> str:
     """The RESULTS.md section for ``results/docker_sizes.json``."""
     lines = ["## Docker image sizes (issue 14)\n",
-             f"Command: `{data['command']}`, run {data['date']} (UTC), venv-prune at `{data['revision']}`, "
-             f"base `{data['base']}` (Debian bookworm minbase, Python 3.11, via debootstrap; "
+             "Runs: " + "; ".join(f"`{r['command']}` on {r['date']} (UTC) at `{r['revision']}`"
+                                  for r in data["runs"]) + ". "
+             f"Base `{data['base']}` (Debian bookworm minbase, Python 3.11, via debootstrap; "
              f"the runtime stage's base alone is {_mb(data['base_bytes'])} MB).\n",
              "Each image: a builder installs the stack's pinned lock into /opt/venv, a later `RUN` "
              "applies the method, the runtime stage is the base plus `COPY --from=builder /opt/venv "
@@ -156,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                     last = [ln for ln in exc.output.splitlines() if ln.strip()][-1:] or ["?"]
                     results[method] = {"error": last[0][:200]}
                 print(f"  {results[method]}", file=sys.stderr, flush=True)
-    data.update(command="python benchmarks/docker_sizes.py " + " ".join(argv or sys.argv[1:]),
-                date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), revision=revision,
-                base=base, base_bytes=ds.image_size(images[0]))
+    data.setdefault("runs", []).append({
+        "command": " ".join(["python benchmarks/docker_sizes.py", *(argv or sys.argv[1:])]),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), "revision": revision})
+    data.update(base=base, base_bytes=ds.image_size(images[0]))
     c.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     print(render_section(data))
