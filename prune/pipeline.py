@@ -276,6 +276,10 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     """
     from . import _tmp
 
+    if request.checks and not request.verify and not request.dry_run:
+        # A check runs during verification: with --no-verify it would be dropped silently.
+        raise UsageError("--check runs during verification, which --no-verify turns off; "
+                         "drop one of them")
     _tmp.clean_stale()  # scratch directories of runs that were killed
     env = locate(request.path, python=request.python)
     profile = load_profile(request.profile)

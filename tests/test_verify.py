@@ -660,3 +660,12 @@ def test_the_library_refuses_a_check_that_fails_before_pruning(fresh_venv: Fresh
     with pytest.raises(UsageError, match="already fails before pruning"):
         run(PruneRequest(path=str(env), checks=("exit 3",)))
     assert tree_digest(env) == before
+
+
+def test_a_check_is_never_dropped_by_no_verify(fresh_venv: FreshVenv) -> None:
+    env = fresh_venv()
+    before = tree_digest(env)
+    proc = _cli(env, "--check", "true", "--no-verify", "-q")
+    assert proc.returncode == 2, proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--no-verify" in proc.stderr, proc.stderr
+    assert tree_digest(env) == before
