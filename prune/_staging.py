@@ -32,6 +32,7 @@ __all__ = ["SplitLog", "Restorer", "stage", "move_file", "copy_name", "plain_rel
            "REFUSED", "SPLITS"]
 
 SPLITS = "splits.jsonl"
+_COPY_SUFFIX = ".venv-prune-copy"
 #: rename errors that mean "not like this" rather than "not at all": EXDEV from overlayfs or
 #: a mount boundary, EBUSY from a mount point.
 REFUSED = frozenset({errno.EXDEV, errno.EBUSY})
@@ -95,7 +96,7 @@ def _is_dir(path: str) -> bool:
 
 def copy_name(dst: str) -> str:
     """The temporary name beside ``dst`` that :func:`move_file` copies to."""
-    return os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.venv-prune-copy")
+    return os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}{_COPY_SUFFIX}")
 
 
 def move_file(src: str, dst: str) -> None:
@@ -316,6 +317,9 @@ class Restorer:
         with os.scandir(stashed) as it:
             names = sorted(e.name for e in it)
         for name in names:
+            if name.startswith(".") and name.endswith(_COPY_SUFFIX):
+                os.unlink(os.path.join(stashed, name))  # a copy a kill interrupted: the original stayed
+                continue
             self._put(os.path.join(stashed, name), f"{rel}/{name}")
         os.rmdir(stashed)
         self._set_meta(dst, self.splits[rel])

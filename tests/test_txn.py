@@ -433,3 +433,24 @@ def test_two_runs_started_together_never_undo_each_other(tmp_path: Path) -> None
         assert not any("Traceback" in e for e in errs), errs
         assert tree_digest(root) == tree_digest(reference)
         assert not os.path.lexists(root / STATE)
+
+
+def test_a_copy_interrupted_in_a_split_directory_is_not_restored(tmp_path: Path) -> None:
+    # A kill while a file on another filesystem was being copied into a split directory of
+    # the stash leaves a partial copy there and the original in place: recover drops the copy.
+    from prune._staging import copy_name
+
+    root = make_env(tmp_path, c_files=1)
+    before = tree_digest(root)
+    sdir = state_dir(locate(root))
+    (sdir / "stash" / "m000000").mkdir(parents=True)
+    (sdir / MARKER).write_text("")
+    rel = f"{SITE}/pkg/tests"
+    (sdir / "splits.jsonl").write_text(json.dumps({"path": rel, "mode": 0o755, "uid": os.getuid(),
+                                                   "gid": os.getgid()}) + "\n")
+    os.rename(root / rel / "__init__.py", sdir / "stash" / "m000000" / "__init__.py")
+    Path(copy_name(str(sdir / "stash" / "m000000" / "data.txt"))).write_text("partial")
+    (sdir / "journal.json").write_text(json.dumps({"state": "staging", "steps": [
+        {"op": "move", "path": rel, "stash": "m000000"}]}))
+    assert recover(locate(root)).outcome == "rolled-back"
+    assert tree_digest(root) == before
