@@ -589,14 +589,12 @@ def decide_distributions(
                             f"setuptools ({path})", name))
                         break
 
+    loose: list[str] = []
     for name in chosen:
         if name in listed_by_name:
             continue
         if root_source == "requested" and name not in by_name:
-            mark(name, _Why(
-                "kept: root (marked REQUESTED by uv, which marks dependencies too)"
-                if dists[name].installer.lower() == "uv" else
-                "kept: root (REQUESTED, as every distribution here is: a full lock installs so)"))
+            loose.append(name)
         else:
             mark(name, _Why(root_why))
     for name in keep_list:
@@ -604,6 +602,15 @@ def decide_distributions(
     for name in names:
         if dists[name].editable:
             mark(name, _Why("kept: editable install (its source tree is never touched)"))
+    expand()
+    # Marked REQUESTED only because uv or a full lock marks dependencies too: still roots,
+    # but what the distributions installed by name require is explained by that requirement
+    # (h11 is kept because httpcore and uvicorn require it, issue 17), so these come after.
+    for name in loose:
+        mark(name, _Why(
+            "kept: root (marked REQUESTED by uv, which marks dependencies too)"
+            if dists[name].installer.lower() == "uv" else
+            "kept: root (REQUESTED, as every distribution here is: a full lock installs so)"))
     expand()
     # Installed by name but listed: kept as roots last, so that a reason to keep them that
     # --remove-dist could not override (a kept distribution requires, imports or runs it)

@@ -51,3 +51,16 @@ def test_report_says_why_so_little_goes_from_a_uv_venv(uv_web: Path) -> None:
 def test_a_pip_venv_is_not_called_lean(fresh_venv: Callable[..., Path]) -> None:
     report, _ = dry_run(fresh_venv(["requests"]), "--format", "json")
     assert report["already_lean"] is None
+
+
+def test_transitive_distributions_are_explained_by_what_requires_them(uv_web: Path) -> None:
+    # uv marked h11 REQUESTED like everything it installed; the user asked for fastapi,
+    # uvicorn and httpx. h11 stays because uvicorn and httpcore require it, and says so.
+    report, _ = dry_run(uv_web, "--profile", "aggressive", "--format", "json")
+    reasons = {d["name"]: d["reason"] for d in report["distribution_decisions"]}
+    for name in ("fastapi", "uvicorn", "httpx"):
+        assert reasons[name] == "kept: root (REQUESTED: installed by name)", reasons[name]
+    for name in ("h11", "httpcore", "pydantic", "starlette", "anyio"):
+        assert reasons[name].startswith("kept: required by "), (name, reasons[name])
+    assert any(reasons["h11"].startswith(f"kept: required by {who} ") for who in ("uvicorn", "httpcore"))
+    assert not any(d["remove"] for d in report["distribution_decisions"])
