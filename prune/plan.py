@@ -1016,30 +1016,36 @@ def root_distributions(inventory: Inventory, decisions: Sequence[DistDecision],
                        dev_tools: Iterable[str] = ()) -> frozenset[str]:
     """The distributions the user chose: named with ``--root``, else installed by name.
 
-    Installed by name: the REQUESTED distributions the graph's ``decisions`` keep, minus
-    ``removable`` (pip, setuptools and wheel, marked REQUESTED by a venv's seeding, not by the
-    user) and ``dev_tools`` (names or fnmatch patterns: a profile that removes development
-    tools never takes them as roots, as the graph does not); none when nothing is marked
-    REQUESTED. Where a lock file or uv marked the
-    dependencies REQUESTED too, only those nothing else installed requires count (an extra's
-    requirements excepted: fastapi[standard] asks for uvicorn by name), as for the start-up
-    timing (prune/startup.py).
+    Installed by name: those the graph's ``decisions`` mark so and keep
+    (:func:`prune.graph.installed_by_name`: where uv or a full lock marked the dependencies
+    REQUESTED too, only the marked distributions nothing else requires); without decisions,
+    the same rule applied here. Minus ``removable`` (pip, setuptools and wheel, marked
+    REQUESTED by a venv's seeding, not by the user) and ``dev_tools`` (names or fnmatch
+    patterns: a profile that removes development tools never takes them as roots, as the
+    graph does not). Empty when nothing is marked REQUESTED.
     """
     if named:
         return frozenset(str(canonicalize_name(r)) for r in named)
-    removed = {d.name for d in decisions if d.remove}
-    skip = {str(canonicalize_name(r)) for r in removable} | removed
+    if decisions:
+        chosen = {d.name for d in decisions if d.requested and not d.remove}
+    else:
+        chosen = _installed_by_name(inventory)
+    skip = {str(canonicalize_name(r)) for r in removable}
     patterns = [str(canonicalize_name(t)) for t in dev_tools]
-    chosen = {d.name for d in inventory.distributions if d.requested and d.name not in skip
-              and not any(fnmatchcase(d.name, t) for t in patterns)}
-    if not chosen:
-        return frozenset()
+    return frozenset(n for n in chosen if n not in skip and not any(fnmatchcase(n, t) for t in patterns))
+
+
+def _installed_by_name(inventory: Inventory) -> set[str]:
+    """:func:`prune.graph.installed_by_name` without a graph: the REQUESTED distributions,
+    but where uv installed one or every distribution is marked, only those no other
+    installed distribution requires (an extra's requirements excepted)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
+    dists = inventory.distributions
+    marked = [d for d in dists if d.requested]
+    everything = len(marked) == len(dists)
     required: set[str] = set()
-    for dist in inventory.distributions:
-        if dist.name in removed:
-            continue
+    for dist in dists:
         for text in dist.requires:
             try:
                 req = Requirement(text)
@@ -1048,7 +1054,8 @@ def root_distributions(inventory: Inventory, decisions: Sequence[DistDecision],
             name = str(canonicalize_name(req.name))
             if name != dist.name and (req.marker is None or "extra" not in str(req.marker)):
                 required.add(name)
-    return frozenset((chosen - required) or chosen)
+    return {d.name for d in marked
+            if not ((everything or d.installer.lower() == "uv") and d.name in required)}
 
 
 def _untraced_root_tops(
