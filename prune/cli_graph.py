@@ -278,6 +278,8 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         own = project_name(requirements)
         if own and own in installed:
             root_names.append(own)
+    from .plan import distribution_runs
+
     knowledge = load_knowledge()
     decision = decide_distributions(
         inventory.distributions,
@@ -286,6 +288,7 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         removable=chosen.remove_distributions,
         dev_tools=dict(knowledge.dev_tools) if chosen.remove_dev_tools else None,
         imports=distribution_imports(inventory),
+        runs=distribution_runs(inventory),
         sizes=distribution_sizes(inventory),
         dev_extras=knowledge.dev_extras,
         lists_remove_requested=chosen.lists_remove_requested,

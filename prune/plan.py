@@ -578,6 +578,27 @@ def _distribution_imports(
             _distribution_runs(inv, sources, candidates, programs, owners))
 
 
+def distribution_runs(inventory: Inventory) -> dict[str, list[tuple[str, str, str]]]:
+    """distribution -> ``(needed distribution, what, file)`` for every distribution's kept
+    code that runs or looks up a module or console script of another one (the ``runs``
+    evidence of :func:`prune.graph.decide_distributions`, over all distributions: what the
+    ``graph`` command shows)."""
+    from .graph import provided_modules
+
+    modules: dict[str, str] = {}
+    programs: dict[str, str] = {}
+    for dist in inventory.distributions:
+        for top in _dist_top_levels(dist, inventory.env.site_packages):
+            modules.setdefault(top, dist.name)
+        for script in dist.console_scripts:
+            programs.setdefault(script, dist.name)
+    for module, provider in provided_modules(inventory.env.marker_environment()).items():
+        modules.setdefault(module, provider)
+    owners = {d.name for d in inventory.distributions}
+    return _distribution_runs(inventory, DiskSources(inventory.env.root, inventory), modules,
+                              programs, owners)
+
+
 # Words a file that runs a module or a program by name must contain (run_references).
 _RUN_MARKERS = (b'"-m"', b"'-m'", b" -m ", b"which(", b"find_spec(", b"find_loader(",
                 b"get_loader(", b"find_executable(", b"subprocess", b"system(", b"popen(",

@@ -103,6 +103,16 @@ def test_kept_code_running_python_m_pip_keeps_pip(profile: str, fresh_venv: Call
     assert run(env, "-m", "pip", "list", cwd=tmp_path).returncode == 0
 
 
+def test_graph_command_shows_what_kept_code_runs(fresh_venv: Callable[..., Path]) -> None:
+    env = fresh_venv([])
+    add_dist(env, "modeldl", {"modeldl/__init__.py": INSTALLER_USER}, site=site_of(env))
+    res = subprocess.run([str(VENV_PRUNE), "graph", str(env), "--format", "json"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    pip = next(d for d in json.loads(res.stdout)["distributions"] if d["name"] == "pip")
+    assert not pip["remove"] and "modeldl 1.0 runs python -m pip" in pip["reason"], pip
+
+
 def test_pip_still_goes_when_nothing_runs_it(fresh_venv: Callable[..., Path]) -> None:
     env = fresh_venv([])
     add_dist(env, "quiet", {"quiet/__init__.py": "MESSAGE = 'run python -m pip install x'\n"},
