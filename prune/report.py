@@ -318,8 +318,9 @@ def _render_text(d: dict[str, Any], verbose: bool) -> str:
         for r in shown:
             extra = f"  (trace: {human_bytes(r['bytes_removed_by_trace'])})" if r["bytes_removed_by_trace"] else ""
             gone = r["bytes_before"] - r["bytes_after"]
+            share = "-" + _pct(gone, r["bytes_before"]) if gone else ""
             lines.append(f"  {human_bytes(r['bytes_before']):>10} -> {human_bytes(r['bytes_after']):>10}"
-                         f"  {'-' + _pct(gone, r['bytes_before']) if gone else '':>7}  {r['files_removed']:>7} files  {r['name']}{extra}")
+                         f"  {share:>7}  {r['files_removed']:>7} files  {r['name']}{extra}")
         if len(rows) > len(shown):
             lines.append(f"  ... {len(rows) - len(shown)} more (-v shows all)")
     decisions = d["distribution_decisions"]

@@ -97,7 +97,8 @@ _TIMER = (
 )
 
 
-def time_imports(env: Environment, modules: Sequence[str], *, flags: Sequence[str] = ()) -> Optional[tuple[float, tuple[str, ...]]]:
+def time_imports(env: Environment, modules: Sequence[str], *,
+                 flags: Sequence[str] = ()) -> Optional[tuple[float, tuple[str, ...]]]:
     """Seconds to import ``modules`` in a fresh target interpreter (best of up to three runs,
     fewer past a one-second budget), and the modules that imported; None when there is no
     interpreter, nothing to import or nothing imported. Writes nothing (``-B``)."""
