@@ -23,7 +23,7 @@ from conftest import copy_env, tree_digest
 from killharness import VENV_PRUNE, journal_state, slow_rename_argv, tree_owners, wait_for
 from synth import SITE, add_dist, make_venv_tree
 
-from prune.apply import MARKER, Failure, apply_plan, recover, state_dir
+from prune.apply import MARKER, Failure, Replacement, apply_plan, recover, state_dir
 from prune.env import locate
 from prune.errors import ApplyFailed
 from prune.plan import PlanOptions, build_plan
@@ -346,7 +346,7 @@ def test_signal_during_the_commit_finishes_it_then_exits(tmp_path: Path, sig: in
 # --- owners and modes of replaced files (issue 16 item 9) ---
 
 @ROOT_ONLY
-def test_root_keeps_the_owner_and_mode_of_rewritten_records(tmp_path: Path) -> None:
+def test_root_keeps_the_owner_and_mode_of_rewritten_records_and_replaced_files(tmp_path: Path) -> None:
     root = make_env(tmp_path)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -354,7 +354,14 @@ def test_root_keeps_the_owner_and_mode_of_rewritten_records(tmp_path: Path) -> N
     os.lchown(root, OTHER, OTHER + 1)
     record = next((root / SITE).glob("pkg-*.dist-info")) / "RECORD"
     record.chmod(0o640)
-    apply_plan(plan_of(root))
+    # A replaced library (what strip produces), made by root beside the environment.
+    lib = root / SITE / "pkg" / "core.py"
+    lib.chmod(0o750)
+    stripped = tmp_path / "stripped-core.py"
+    stripped.write_text("X = 1  # smaller\n")
+    apply_plan(plan_of(root), replacements=[Replacement(f"{SITE}/pkg/core.py", stripped, 1, "test")])
+    assert lib.read_text() == "X = 1  # smaller\n"
+    assert (lib.stat().st_uid, lib.stat().st_gid, lib.stat().st_mode & 0o7777) == (OTHER, OTHER + 1, 0o750)
     assert (record.stat().st_uid, record.stat().st_gid) == (OTHER, OTHER + 1)
     assert record.stat().st_mode & 0o7777 == 0o640
     assert "pkg/tests/data.txt" not in record.read_text()
