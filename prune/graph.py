@@ -727,7 +727,8 @@ def installed_by_name(graph: Graph) -> frozenset[str]:
     """
     dists = graph.distributions
     marked = [n for n, d in dists.items() if d.requested]
-    everything = len(marked) == len(dists)
+    # pip, setuptools and wheel may come from venv or virtualenv seeding, marked or not.
+    everything = all(d.requested for n, d in dists.items() if n not in SEEDED) and bool(marked)
     out = set()
     for name in marked:
         loose = everything or dists[name].installer.lower() == "uv"

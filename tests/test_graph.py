@@ -383,6 +383,9 @@ def test_installed_by_name_when_everything_is_marked() -> None:
     assert by_name(marked("uv")) == {"black", "jinja2"}
     everything = [replace(d, requested=True) for d in marked("pip")]
     assert by_name(everything) == {"black", "jinja2", "pytest"}
+    # A full lock in a virtualenv-made venv, whose seeded pip is not marked: still everything.
+    seeded = everything + [dist("pip", requested=False)]
+    assert by_name(seeded) == {"black", "jinja2", "pytest"}
     # uv-installed click, required by black: not named, so only black is warned about; its
     # REQUESTED mark still makes it a root (the application may import it), so it stays.
     decision = decide_distributions(marked("uv"), marker_env=ENV, dev_tools=["black"],
