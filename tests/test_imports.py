@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prune.imports import (
-    run_references,
     imported_modules,
     module_name_for,
     required_modules,
     resolve_relative,
+    run_references,
 )
 
 SAMPLE = b'''"""Docstring mentioning
