@@ -3,7 +3,10 @@
 The CLI is the only layer that prints or exits. Every :class:`~prune.errors.PruneError`
 and every click usage error becomes one line on stderr and its exit code:
 0 done; 1 verification failed and rolled back, or ``--max-size`` exceeded;
-2 bad input (nothing changed); 3 an interrupted run awaits ``venv-prune recover PATH``.
+2 bad input (nothing changed); 3 an interrupted run awaits ``venv-prune recover PATH``;
+4 the operating system refused a step (any other OSError is caught at the boundary too: one
+line with the path and the errno, never a traceback); 75 another run holds the lock; 128+N a
+signal (before the commit everything was rolled back, after it the prune is complete).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ Exit codes:
   1  verification failed and every change was rolled back, or --max-size exceeded
   2  bad input (nothing changed)
   3  an interrupted run awaits 'venv-prune recover PATH'
+  4  the operating system refused a step (every change rolled back; the line names the path)
+  75 another venv-prune run holds the environment's lock (nothing changed)
+  130, 143  Ctrl-C or SIGTERM: rolled back before the commit; after it, the prune is complete
 """
 
 
