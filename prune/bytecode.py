@@ -317,7 +317,7 @@ def _kill_marked(scratch: Path) -> None:
                 continue
             try:
                 with open(f"/proc/{pid}/environ", "rb") as fh:
-                    if mark in fh.read() + b"\0":
+                    if b"\0" + mark in b"\0" + fh.read() + b"\0":
                         found.append(pid)
             except OSError:
                 continue
