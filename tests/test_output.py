@@ -99,15 +99,26 @@ def test_an_existing_empty_directory_is_replaced(source: tuple[Path, dict[str, t
     assert tree_digest(tmp_path / "out") == reference
 
 
+@pytest.mark.parametrize("phase", ["copy", "transaction"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_during_the_copy_leaves_nothing(source: tuple[Path, dict[str, tuple[str, int, str]], float],
-                                                 tmp_path: Path, signum: int) -> None:
+def test_a_signal_before_dir_is_complete_leaves_nothing(
+        source: tuple[Path, dict[str, tuple[str, int, str]], float], tmp_path: Path, signum: int,
+        phase: str) -> None:
+    """README: a signal during an --output run before DIR is complete removes the partial copy
+    and creates nothing at DIR; 128+N. ``transaction``: the copy's prune has begun (its state
+    directory exists), so the transaction rolls back first."""
     src, _, _ = source
     out = tmp_path / "out"
     proc = subprocess.Popen([str(VENV_PRUNE), str(src), "-o", str(out), *ARGS], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and not strays(tmp_path, "out"):
-        time.sleep(0.0005)
+
+    def reached() -> bool:
+        partial = strays(tmp_path, "out")
+        return bool(partial) and (phase == "copy" or os.path.lexists(tmp_path / partial[0] / ".venv-prune"))
+
+    while proc.poll() is None and not reached():
+        time.sleep(0.0002)
+    assert proc.poll() is None, "the run ended before the phase was reached"
     os.kill(proc.pid, signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err
