@@ -64,7 +64,8 @@ class TraceError(PruneError, RuntimeError):
 
 
 class Interrupted(PruneError, RuntimeError):
-    """Ctrl-C or SIGTERM stopped a run; every change was rolled back.
+    """Ctrl-C or SIGTERM stopped a run. Before the commit every change was rolled back; after
+    it (``--bytecode compile``, the report) the prune is complete. The message says which.
 
     ``exit_code`` follows the shell convention, 128 plus the signal number (130 for Ctrl-C,
     143 for SIGTERM), so a build script can tell an interruption from a failure.
