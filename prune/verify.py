@@ -74,6 +74,11 @@ _MAX_ERROR = 2000
 _EXTENSION_SUFFIXES = (".so", ".pyd")
 # An interpreter gets at least this long to start, whatever the per-import timeout.
 _START_GRACE = 5.0
+#: Seconds a module beside removed files (``first_try`` in :func:`capture_baseline`) may take
+#: to import in the baseline: such a module adds coverage, and one that hangs (a server
+#: started at import) must not cost the full per-import timeout; slower ones are just not
+#: checked again.
+FIRST_TRY_TIMEOUT = 20.0
 # A worker that hears end-of-input but is still alive after this long is killed.
 _EXIT_GRACE = 5.0
 _POLL = 0.2
@@ -788,7 +793,8 @@ def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jo
     module thus costs one extra interpreter start. A timed-out or dead interpreter is replaced
     the same way; without ``recheck_timeouts`` a timeout counts at once (the baseline does not
     wait twice for a hang it will ignore anyway). A task whose ``final_at_once`` entry is true
-    counts on its first failure and its interpreter carries on.
+    counts on its first failure and its interpreter carries on, and gets at most
+    :data:`FIRST_TRY_TIMEOUT` seconds.
     """
     results: list[_Result | None] = [None] * len(payloads)
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -801,11 +807,14 @@ def _run_tasks(launcher: _Launcher, payloads: Sequence[Mapping[str, str]], *, jo
 
     def attempt(worker: _Worker, index: int) -> tuple[_Result, bool]:
         """The task's result, and whether the worker is still usable."""
+        limit = timeout
+        if index < len(final_at_once) and final_at_once[index]:
+            limit = min(timeout, FIRST_TRY_TIMEOUT)
         try:
-            reply = worker.run(payloads[index], timeout)
+            reply = worker.run(payloads[index], limit)
         except _TimedOut:
             worker.kill()
-            return _Result(False, f"timed out after {timeout:g}s", True), False
+            return _Result(False, f"timed out after {limit:g}s", True), False
         except _Died as exc:
             worker.kill()
             return _Result(False, _death_message(exc.returncode), False), False

@@ -669,3 +669,25 @@ def test_a_check_is_never_dropped_by_no_verify(fresh_venv: FreshVenv) -> None:
     assert proc.returncode == 2, proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1 and "--no-verify" in proc.stderr, proc.stderr
     assert tree_digest(env) == before
+
+
+def test_a_module_beside_removed_files_gets_a_short_deadline_and_no_recheck(
+        fresh_venv: FreshVenv, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Modules checked only because a file beside them goes (kind E) must not cost the full
+    # per-import timeout when one hangs, nor a fresh interpreter per failure.
+    import prune.verify as verify_mod
+
+    env = fresh_venv()
+    add_dist(site_packages(env), "extra", {"extra/__init__.py": "",
+                                           "extra/hangs.py": "import time\ntime.sleep(600)\n",
+                                           "extra/broken.py": "raise ImportError('optional dep')\n",
+                                           "extra/fine.py": "X = 1\n"})
+    monkeypatch.setattr(verify_mod, "FIRST_TRY_TIMEOUT", 2.0)
+    started = time.monotonic()
+    baseline = capture_baseline(python_of(env), mods("extra.broken", "extra.fine", "extra.hangs", dist="extra"),
+                                env_root=env, jobs=1, timeout=120,
+                                first_try={"extra.broken", "extra.fine", "extra.hangs"})
+    assert time.monotonic() - started < 60
+    outcome = by_name(baseline)
+    assert outcome["extra.fine"].ok and not outcome["extra.broken"].ok
+    assert outcome["extra.hangs"].error == "timed out after 2s"
