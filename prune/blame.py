@@ -32,6 +32,8 @@ _MISSING = re.compile(r"No module named '([^']+)'")
 _CANNOT_IMPORT = re.compile(r"cannot import name '([^']+)' from '([^']+)'")
 # An absolute path in an error line, quoted or not, up to a quote, a space or a bracket.
 _PATH = re.compile(r"(/[^\s'\"(),:]+(?:[^\s'\"(),]*[^\s'\"(),.:])?)")
+# A file name with an extension (a dot then letters): libz-1a2b.so.1.2, cacert.pem.
+_FILE_WORD = re.compile(r"[\w.+-]*\w\.[A-Za-z][\w.]*")
 _EXTENSION = re.compile(r"\.(?:cpython|pypy|abi3|cp3)[^/]*\.(?:so|pyd)$|\.(?:so|pyd)$")
 
 
@@ -104,6 +106,10 @@ class _Staged:
                 return rel[len(site) + 1:]
         return None
 
+    def files(self) -> list[str]:
+        """Root-relative paths of the inventory's files that staging took away."""
+        return [path for path in self._files if self.action_for(path) is not None]
+
     def modules(self) -> list[tuple[str, Action]]:
         """(dotted module, staged action) for every module file staging took away."""
         if self._modules is None:
@@ -130,6 +136,21 @@ def _by_paths(staged: _Staged, error: str) -> list[Action]:
         action = staged.action_for(rel)
         if action is not None:
             hits.append(action)
+    return hits
+
+
+def _by_file_names(staged: _Staged, error: str) -> list[Action]:
+    """Removals of files an error names without a path (``libgfortran-040039e1.so.5.0.0:
+    cannot open shared object file``, ``data.json not found``)."""
+    words = {w.strip(".:'\"") for w in _FILE_WORD.findall(error)}
+    if not words:
+        return []
+    hits = []
+    for path in staged.files():
+        if path.rsplit("/", 1)[-1] in words:
+            action = staged.action_for(path)
+            if action is not None:
+                hits.append(action)
     return hits
 
 
@@ -190,8 +211,9 @@ def blame(plan: Plan, failure: _Failure) -> tuple[str, ...]:
 
     In order of strength, the first that finds anything decides: the removals of paths the
     error names; of the module it misses (or of what provides that module under another
-    name); of files inside the failing module's own package; then any removal of the failing
-    distribution's files. At most :data:`LIMIT` entries; () when nothing staged matches.
+    name); of files it names without a path (a shared library); of files inside the failing
+    module's own package; then any removal of the failing distribution's files. At most
+    :data:`LIMIT` entries; () when nothing staged matches.
     """
     staged = _Staged(plan)
     direct = _by_paths(staged, failure.error)
@@ -201,6 +223,9 @@ def blame(plan: Plan, failure: _Failure) -> tuple[str, ...]:
         found = _by_module(staged, missing)
         if found:
             return _unique(found)
+    named = _by_file_names(staged, failure.error)
+    if named:
+        return _unique(named)
     tiers = [_inside(staged, failure)]
     if failure.distribution:
         tiers.append([a for a in staged.actions if a.distribution == failure.distribution])

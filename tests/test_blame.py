@@ -134,3 +134,15 @@ def test_real_setuptools_removal_on_312_is_blamed_for_distutils(
     assert "__pycache__" not in " ".join(failure["rules"])
     assert tree_digest(env) == before
     assert run_python(env, "import oldstyle").returncode == 0
+
+
+def test_a_file_named_without_a_path_is_blamed_on_its_removal() -> None:
+    files = ["scipy/__init__.py", "scipy/linalg/__init__.py", "scipy.libs/libgfortran-040039e1.so.5.0.0",
+             "scipy/linalg/tests/test_x.py"]
+    plan = _plan({"scipy": files}, [
+        _action("scipy.libs", "cli-remove-1", "scipy", "dir"),
+        _action("scipy/linalg/tests", "tests", "scipy", "dir"),
+    ])
+    error = ("ImportError: libgfortran-040039e1.so.5.0.0: cannot open shared object file: "
+             "No such file or directory")
+    assert blame(plan, Failure("import", "scipy.linalg", "scipy", error)) == (f"cli-remove-1 ({SITE}/scipy.libs)",)
