@@ -27,13 +27,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--runslow", action="store_true", default=False,
         help="also run tests that build large real environments (scientific stack, torch)",
     )
+    parser.addoption(
+        "--fast", action="store_true", default=False,
+        help="the fast tier (about a minute): only tests that build no real environment, run "
+             "no real prune in a subprocess and start no Docker build",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: needs --runslow")
 
 
+#: Fixtures that build or copy a real environment: a test that uses one is not in the fast tier.
+_REAL_ENV_FIXTURES = frozenset({"venvs", "fresh_venv"})
+#: Modules whose every test runs real prunes in subprocesses (kill harnesses, signals, overlay
+#: mounts, the zipapp build): seconds to minutes each.
+_HEAVY_MODULES = frozenset({"test_crash", "test_crash_matrix", "test_output", "test_overlay",
+                            "test_post_commit", "test_pyz", "test_txn"})
+
+
+def _in_fast_tier(item: pytest.Item) -> bool:
+    """The fast tier (``--fast``): in-memory and small-tree tests, about a minute in all."""
+    if any(mark in item.keywords for mark in ("slow", "docker", "heavy")):
+        return False
+    if item.path.stem in _HEAVY_MODULES:
+        return False
+    return not _REAL_ENV_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--fast"):
+        fast = [item for item in items if _in_fast_tier(item)]
+        config.hook.pytest_deselected(items=[item for item in items if not _in_fast_tier(item)])
+        items[:] = fast
+        return
     if config.getoption("--runslow") or os.environ.get("VENV_PRUNE_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="large real environment: run with --runslow")

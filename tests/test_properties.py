@@ -455,6 +455,7 @@ def no_state(root: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # The properties.
 
+@pytest.mark.heavy
 @SETTINGS
 @given(spec=env_specs(), profile=st.sampled_from(PROFILES))
 def test_dry_run_changes_nothing(spec: EnvSpec, profile: str) -> None:
@@ -473,6 +474,7 @@ def test_dry_run_changes_nothing(spec: EnvSpec, profile: str) -> None:
         assert tree_digest(out) == outside
 
 
+@pytest.mark.heavy
 @SETTINGS
 @given(spec=env_specs(), profile=st.sampled_from(PROFILES), data=st.data())
 def test_apply_is_idempotent_keeps_what_keep_says_and_stays_inside(
@@ -509,6 +511,7 @@ def test_apply_is_idempotent_keeps_what_keep_says_and_stays_inside(
         assert [a.path for a in again.actions] == [], "a second run plans something"
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("profile", PROFILES)
 @settings(SETTINGS, max_examples=25)
 @given(spec=env_specs())
@@ -530,6 +533,7 @@ def test_every_module_that_imported_still_imports(profile: str, spec: EnvSpec) -
                             f"{[a.path for a in plan.actions]}")
 
 
+@pytest.mark.heavy
 @settings(SETTINGS, max_examples=25)
 @given(spec=env_specs(with_tools=False), profile=st.sampled_from(PROFILES),
        extra=st.lists(st.sampled_from(["*.txt", "assets/", "*.json", "*.dat", "core/", "*.py"]),
@@ -639,7 +643,7 @@ class PruneMachine(RuleBasedStateMachine):
         self._tmp.cleanup()
 
 
-TestPruneMachine = PruneMachine.TestCase
+TestPruneMachine = pytest.mark.heavy(PruneMachine.TestCase)
 TestPruneMachine.settings = settings(max_examples=12, stateful_step_count=5, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow,
                                                             HealthCheck.data_too_large])

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import VenvFactory, run_python, tree_digest
 
 VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
@@ -88,6 +90,7 @@ def test_target_dir_without_python_warns_and_skips_verification(venvs: VenvFacto
     assert json.loads(res.stdout)["verification"]["status"].startswith("skipped")
 
 
+@pytest.mark.heavy  # scans the machine's whole Python prefix
 def test_prefix_dry_run_stays_in_site_packages_and_bin() -> None:
     prefix = Path(sys.base_prefix)
     res = prune(str(prefix), "--profile", "aggressive", "--dry-run", "--format", "json", "-q")

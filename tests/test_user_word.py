@@ -217,6 +217,7 @@ def test_removing_every_distribution_installed_by_name_is_refused(
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 
 
+@pytest.mark.heavy  # makes a real uv venv
 @pytest.mark.skipif(UV is None, reason="needs uv (pip install '.[test]' installs it)")
 def test_uv_marks_everything_requested_only_the_top_counts(tmp_path: Path) -> None:
     """`uv pip install black jinja2` marks all nine distributions REQUESTED: black and jinja2
