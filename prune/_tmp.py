@@ -19,7 +19,7 @@ import tempfile
 __all__ = ["prefix", "mkdtemp", "TemporaryDirectory", "clean_stale", "pid_alive"]
 
 _KINDS = ("find", "verify", "bytecode", "check", "trace")
-_NAME = re.compile(r"^venv-prune-(?:%s)-(\d+)-" % "|".join(_KINDS))
+_NAME = re.compile(r"^venv-prune-(?:" + "|".join(_KINDS) + r")-(\d+)-")
 
 
 def prefix(kind: str) -> str:

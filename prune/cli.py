@@ -207,7 +207,8 @@ Examples:
               help="Optional dependency group of --requirements pyproject.")
 @click.option("--keep-dist", multiple=True, metavar="DIST", help="Never remove this distribution.")
 @click.option("--remove-dist", multiple=True, metavar="DIST", help="Remove this distribution.")
-@click.option("--force", is_flag=True, help="Allow --remove-dist of a distribution something requires, and a plan that removes every distribution installed by name.")
+@click.option("--force", is_flag=True, help="Allow --remove-dist of a distribution something requires, and a plan that "
+                   "removes every distribution installed by name.")
 @click.option("--no-verify", is_flag=True, help="Skip the import check before/after (not recommended).")
 @click.option("--check", "checks", multiple=True, metavar="CMD",
               help="Smoke command run before and after; must keep passing.")

@@ -176,7 +176,7 @@ def make_rule(
         problem = pattern_problem(pattern)
         if problem is not None:
             problems.append(f"rule {id!r}: bad pattern {pattern!r}: {problem}")
-    spec = PathSpec([])
+    spec: PathSpec[Any] = PathSpec([])
     if not problems:
         try:
             spec = compile_patterns(list(patterns))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tree_digest
-from synth import SITE, add_dist, make_venv_tree
+from synth import add_dist, make_venv_tree
 
 from prune import _tmp
 
@@ -40,7 +40,8 @@ def build(root: Path) -> Path:
     make_venv_tree(root)
     body = "".join(f"def f{i}(x):\n    return [x * {i} for _ in range(3)]\n" for i in range(60))
     for d, top in enumerate(TOPS):
-        files: dict[str, str | bytes] = {f"{top}/__init__.py": "from . import m0\n", f"{top}/tests/test_a.py": "x = 1\n"}
+        files: dict[str, str | bytes] = {f"{top}/__init__.py": "from . import m0\n",
+                                         f"{top}/tests/test_a.py": "x = 1\n"}
         for m in range(60):
             files[f"{top}/m{m}.py"] = body
         add_dist(root, f"p-{d}", files)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import VenvFactory, run_python, tree_digest
 
 VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
