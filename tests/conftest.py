@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +33,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the fast tier (about a minute): only tests that build no real environment, run "
              "no real prune in a subprocess and start no Docker build",
     )
+
+
+# Under CI (CI=true, as .ci/run runs) hypothesis is derandomized: each property test draws the
+# same examples every run, seeded from the test's name, so a red run reproduces exactly; a
+# failure prints the blob for @reproduce_failure. Elsewhere examples are random (more coverage
+# over many runs); HYPOTHESIS_PROFILE=ci gives the CI behaviour locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if settings.default.derandomize:
+        return "hypothesis: derandomized (profile ci): each test's examples are seeded from its name"
+    return "hypothesis: random examples (HYPOTHESIS_PROFILE=ci or CI=true derandomizes)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -170,3 +185,18 @@ def project_root() -> Path:
 
 def which(name: str) -> Optional[str]:
     return shutil.which(name)
+
+
+def is_gnu(tool: str) -> bool:
+    """Whether ``tool`` on PATH is the GNU one (``find``, ``grep``): busybox (Alpine builders)
+    and BSD versions lack the options venv-prune's fast paths use, and the code falls back to
+    Python there, so tests of those fast paths skip instead of failing."""
+    path = shutil.which(tool)
+    if path is None:
+        return False
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, timeout=10, check=False,
+                             env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"GNU" in out.split(b"\n", 1)[0]

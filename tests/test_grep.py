@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import is_gnu
 from synth import SITE, add_dist, make_venv_tree
 
 from prune._grep import GrepHits
@@ -15,7 +16,8 @@ from prune.env import locate
 from prune.plan import DiskSources
 from prune.scan import scan
 
-needs_gnu_grep = pytest.mark.skipif(shutil.which("grep") is None, reason="needs GNU grep")
+needs_gnu_grep = pytest.mark.skipif(not is_gnu("grep"),
+                                    reason="needs GNU grep (busybox/BSD grep: the Python fallback runs)")
 
 _FILES: dict[str, str | bytes] = {
     "pkg/__init__.py": "from pkg import tests\n",
