@@ -20,7 +20,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from ._lock import env_lock
+from ._signals import SignalGate
 from ._staging import SPLITS, Restorer, SplitLog, copy_name, mount_points, move_file, plain_relative, stage
 from .env import Environment
 from .errors import ApplyFailed, Interrupted, PendingJournal, PruneError, UnsafePath, VerificationFailed
@@ -330,33 +330,6 @@ class _Txn:
         _write_journal(self.sdir, self.journal, durable=durable)
 
 
-class _SignalGate:
-    """SIGINT and SIGTERM for one transaction. While staging or verifying a signal raises
-    KeyboardInterrupt(signum), which rolls back; once ``defer`` is set (the commit, a rollback)
-    signals are only recorded in ``caught``, for the caller to act on when the step is done:
-    a commit or a rollback must not stop half way (issue 16, item 3)."""
-
-    def __init__(self) -> None:
-        self.defer = False
-        self.caught: list[int] = []
-        self._old: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: object) -> None:
-        if self.defer:
-            self.caught.append(signum)
-        else:
-            raise KeyboardInterrupt(signum)
-
-    def __enter__(self) -> _SignalGate:
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
 #: A file that marks a state directory as venv-prune's own: only such a directory is ever
 #: deleted (issue 16: a pre-existing sibling ``.venv-prune-NAME`` was deleted).
 MARKER = "venv-prune-state"
@@ -482,11 +455,11 @@ def apply_plan(
         sdir = state_dir(env)
         _state_is_ours(sdir)  # refuse a foreign state directory before anything else
         txn = _Txn(env.root, sdir, sdir / "stash")
-        with _SignalGate() as gate:
+        with SignalGate() as gate:
             return _transact(txn, plan, gate, verifier, replacements, prepare, progress)
 
 
-def _transact(txn: _Txn, plan: Plan, gate: _SignalGate, verifier: Optional[Verifier],
+def _transact(txn: _Txn, plan: Plan, gate: SignalGate, verifier: Optional[Verifier],
               replacements: Sequence[Replacement],
               prepare: Optional[Callable[[Path], Sequence[Replacement]]],
               progress: Optional[Progress]) -> ApplyResult:
@@ -784,7 +757,7 @@ def recover(env: Environment) -> RecoverResult:
     :raises UnsafePath: the state directory is not venv-prune's, or the journal names a path
         outside the environment; nothing was done.
     """
-    with env_lock(env.root), _SignalGate() as gate:
+    with env_lock(env.root), SignalGate() as gate:
         gate.defer = True
         result = _recover_locked(env)
     if gate.caught:

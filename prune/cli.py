@@ -27,6 +27,7 @@ from click.shell_completion import CompletionItem
 from . import __version__
 from ._gc import paused_gc
 from ._launch import COMPLETE_VAR, SUBCOMMANDS
+from ._signals import SignalGate, signal_name, signal_number
 from .env import locate as locate_env
 from .errors import PruneError, UsageError
 from .plan import PlanOptions, remove_pattern_lists
@@ -623,7 +624,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.exit(2)
         return 2
     try:
-        with paused_gc():  # one short run: the collector would only walk the plan again and again
+        # SignalGate: SIGTERM (a cancelled build) raises KeyboardInterrupt as Ctrl-C does, so
+        # no moment of any command dies without a line; the prune's phases say more (pipeline).
+        with paused_gc(), SignalGate():  # GC: one short run, the collector would only re-walk the plan
             rv = cli.main(args=args, prog_name="venv-prune", standalone_mode=False)
     except PruneError as exc:
         _error(str(exc))
@@ -648,9 +651,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        click.echo("venv-prune: interrupted", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        signum = signal_number(exc)
+        click.echo(f"venv-prune: interrupted ({signal_name(signum)})", err=True)
+        code = 128 + signum
     else:
         # standalone_mode=False hands back ctx.exit(n) codes as the return value.
         code = rv if isinstance(rv, int) else 0

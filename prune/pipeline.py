@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ._lock import env_lock
+from ._signals import SignalGate, signal_name, signal_number
 from .apply import ApplyResult, Failure, Replacement, apply_plan, ensure_no_pending
 from .env import Environment, locate
-from .errors import PruneError, UsageError, VerificationFailed
+from .errors import Interrupted, PruneError, UsageError, VerificationFailed
 from .layers import layer_note
 from .model import Plan
 from .plan import PlanOptions, build_plan
@@ -285,13 +286,24 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     profile = load_profile(request.profile)
     # One run at a time per environment, from before the scan to the commit: a dry run
     # shares the lock (it changes nothing, but must not plan a half-staged tree).
-    with env_lock(env.root, shared=request.dry_run):
+    # SIGTERM (a cancelled docker build) ends a run as Ctrl-C does, in every phase: before the
+    # transaction nothing has changed, inside it apply rolls back or finishes the commit, after
+    # it the prune is complete (issue 16: SIGTERM outside staging killed the run without a word).
+    with SignalGate(), env_lock(env.root, shared=request.dry_run):
         ensure_no_pending(env)
-        return _run_locked(request, env, profile, progress)
+        committed: list[ApplyResult] = []  # filled the moment apply_plan returns
+        try:
+            return _run_locked(request, env, profile, progress, committed)
+        except KeyboardInterrupt as exc:
+            signum = signal_number(exc)
+            if committed:
+                raise Interrupted(f"{signal_name(signum)} after the prune was committed: the prune is "
+                                  "complete; its report was not made", signum) from None
+            raise Interrupted(f"{signal_name(signum)}: stopped before anything was changed", signum) from None
 
 
 def _run_locked(request: PruneRequest, env: Environment, profile: Any,
-                progress: Optional[Progress]) -> Outcome:
+                progress: Optional[Progress], committed: list[ApplyResult]) -> Outcome:
     from .bytecode import finish_pending
 
     warnings: list[str] = []
@@ -366,6 +378,7 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     try:
         try:
             result = apply_plan(plan, verifier=verifier, prepare=prepare, progress=progress)
+            committed.append(result)
         finally:
             if strip_problems:
                 warnings.append(_strip_summary(strip_problems))
@@ -385,6 +398,8 @@ def _run_locked(request: PruneRequest, env: Environment, profile: Any,
     timings = before_apply + [t for t in result.timings if t[0] != "total"]
     if startup is not None and request.startup_after:
         timed = time.perf_counter()
+        from . import startup as startupmod
+
         startup = startupmod.measure_after(env, startup)
         timings = [(k, v + time.perf_counter() - timed if k == "startup" else v) for k, v in timings]
     # "total" is this call's wall time, scan to the end (the command adds what follows).
