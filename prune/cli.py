@@ -255,6 +255,8 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
         raise UsageError("--config and --profile both name a profile; pass only one")
     config = config or _found_config(isolated, profile_given, quiet)
     _check_patterns(("--keep", keep), ("--remove", remove))
+    if report_file:
+        _check_report_file(report_file)
     limit = parse_size(max_size) if max_size else None
     if relocate and not output:
         raise UsageError("--relocate needs --output DIR (it rewrites the copy for its final path)")
@@ -434,13 +436,31 @@ def _check_patterns(*options: tuple[str, Sequence[str]]) -> None:
                 raise UsageError(f"{flag} {pattern!r}: {problem}; fix the pattern (gitwildmatch syntax)")
 
 
+def _check_report_file(report_file: str) -> None:
+    """Refuse a --report path that cannot be written before anything is read or changed (a
+    tester's prune committed, then exited 2 'bad input' for a missing report directory)."""
+    target = Path(report_file)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--report {report_file}: is a directory; name a file")
+    if not parent.is_dir():
+        raise UsageError(f"--report {report_file}: no directory {str(parent)!r}; create it or name another file")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--report {report_file}: not writable; name a file you may write")
+
+
 def _emit(text: str, report_file: Optional[str]) -> None:
     click.echo(_styled(text) if text.startswith("venv-prune: ") else text, nl=False, color=_colour())
     if report_file:
         try:
             Path(report_file).write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"--report {report_file}: cannot write ({exc.strerror})") from exc
+            # Checked writable before the run, so this is the disk failing now (ENOSPC, EIO):
+            # the environment is as the report on stdout says, only its copy is missing.
+            from .errors import ApplyFailed
+
+            raise ApplyFailed(f"--report {report_file}: cannot write ({exc.strerror}); the report above "
+                              "on stdout stands, the environment is as it says") from exc
 
 
 _STYLES = ((re.compile(r"^  verification: passed"), "green"), (re.compile(r"^  verification: failed|^  BROKEN"), "red"),

@@ -22,7 +22,7 @@ from .env import Environment, locate
 from .errors import Interrupted, PruneError, UsageError, VerificationFailed
 from .layers import layer_note
 from .model import Plan
-from .plan import PlanOptions, build_plan
+from .plan import PlanOptions, build_plan, check_options, check_strings
 from .profiles import load_profile
 from .report import Extras
 from .scan import scan
@@ -277,6 +277,7 @@ def run(request: PruneRequest, *, progress: Optional[Progress] = None) -> Outcom
     """
     from . import _tmp
 
+    check_request(request)
     if request.checks and not request.verify and not request.dry_run:
         # A check runs during verification: with --no-verify it would be dropped silently.
         raise UsageError("--check runs during verification, which --no-verify turns off; "
@@ -538,6 +539,18 @@ def _site_sub(path: str, env: Environment) -> str:
 
 
 def check_request(request: PruneRequest) -> None:
-    """Validate option combinations early (one clear line each)."""
+    """Validate a request before anything is read (one clear line each).
+
+    :raises UsageError: a field has the wrong type (a bare string where a tuple of strings
+        belongs, a path that is not a string) or a value out of range.
+    """
+    if not isinstance(request.path, (str, os.PathLike)):
+        raise UsageError(f"PruneRequest(path=...) takes a path string, not {request.path!r}")
+    if not isinstance(request.profile, (str, os.PathLike)):
+        raise UsageError(f"PruneRequest(profile=...) takes a profile name or a .toml path, not {request.profile!r}")
+    if not isinstance(request.options, PlanOptions):
+        raise UsageError(f"PruneRequest(options=...) takes a PlanOptions, not {request.options!r}")
+    check_strings("PruneRequest", checks=request.checks, traces=request.traces)
+    check_options(request.options)
     if request.jobs < 1:
         raise UsageError("--jobs must be at least 1")

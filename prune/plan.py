@@ -85,6 +85,29 @@ class PlanOptions:
     trace_commands: tuple[tuple[str, ...], ...] = field(default=())
 
 
+def check_strings(owner: str, **fields: object) -> None:
+    """Refuse a field that should hold strings but holds a bare string or anything else (a
+    tester's ``PlanOptions(keep="certifi/")`` kept every file named c, e, r, t, i or f, and
+    ``PruneRequest(checks="python -c 1")`` ran ten one-letter shell commands).
+
+    :raises UsageError: naming the field and what to pass instead.
+    """
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            raise UsageError(f"{owner}({name}={value!r}) takes a tuple of strings, not one string; "
+                             f"write {name}=({value!r},)")
+        if not isinstance(value, (tuple, list, frozenset, set)) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{owner}({name}={value!r}) takes a tuple of strings")
+
+
+def check_options(options: PlanOptions) -> None:
+    """:raises UsageError: a pattern or name field of ``options`` is not a tuple of strings."""
+    check_strings("PlanOptions", keep=options.keep, remove=options.remove, keep_modules=options.keep_modules,
+                  roots=options.roots, keep_dists=options.keep_dists, remove_dists=options.remove_dists)
+
+
 def remove_pattern_lists(patterns: Sequence[str]) -> list[tuple[int, list[str]]]:
     """``--remove`` patterns as one ordered list, last match wins (``.gitignore``): a
     ``!pattern`` re-includes what earlier ``--remove`` patterns matched, so each earlier
@@ -692,6 +715,7 @@ def build_plan(
     :raises UsageError: the profile needs a trace and none was given; an unknown distribution
         name was passed; a required distribution was named for removal without ``force``.
     """
+    check_options(options)
     with paused_gc():
         return _build_plan(inventory, profile, options, sources, knowledge)
 
