@@ -323,10 +323,14 @@ def prune_command(path: str, profile: str, config: Optional[str], dry_run: bool,
             _emit(render(failed.plan, fmt, failed.extras, verbose=verbose), report_file)
         raise
     if explain_paths:
-        from .plan import explain
+        from .plan import explain, in_environment
 
         for p in explain_paths:
             click.echo(explain(outcome.plan, p))
+        unknown = [p for p in explain_paths if not in_environment(outcome.plan, p)]
+        if unknown:  # a typo in a CI script must not pass silently
+            raise UsageError(f"--explain {unknown[0]}: not in {outcome.plan.inventory.env.root}; give a path "
+                             "relative to it, or absolute under it")
         return
     # After the commit a signal rolls nothing back: it must say the prune is complete.
     with _after_commit(not dry_run and outcome.result is not None):

@@ -1722,14 +1722,30 @@ def _records_after(
     return tuple(out)
 
 
+def _explained_path(plan: Plan, path: str) -> str:
+    """``path`` relative to the root: given absolute, relative to the root, or relative to the
+    current directory when only that names something under the root."""
+    root = str(plan.inventory.env.root)
+    if not os.path.isabs(path) and not os.path.lexists(os.path.join(root, path)) and os.path.lexists(path):
+        path = os.path.abspath(path)
+    if os.path.isabs(path):
+        path = os.path.relpath(os.path.realpath(path) if not os.path.islink(path) else path, root)
+    return path.replace(os.sep, "/").strip("/")
+
+
+def in_environment(plan: Plan, path: str) -> bool:
+    """Whether ``path`` (as :func:`explain` takes it) names a file or directory the scan saw."""
+    rel = _explained_path(plan, path)
+    return bool(rel) and not rel.startswith("../") and (
+        any(f.path == rel or f.path.startswith(rel + "/") for f in plan.inventory.files)
+        or any(a.path == rel for a in plan.actions) or any(k.path == rel for k in plan.kept))
+
+
 def explain(plan: Plan, path: str) -> str:
     """Why ``path`` (relative to the root, or absolute under it) goes or stays, in one
     paragraph: the action and rule that remove it, or what saves it."""
     root = str(plan.inventory.env.root)
-    rel = path
-    if os.path.isabs(path):
-        rel = os.path.relpath(os.path.realpath(path) if not os.path.islink(path) else path, root)
-    rel = rel.replace(os.sep, "/").strip("/")
+    rel = _explained_path(plan, path)
     for a in plan.actions:
         if rel == a.path or rel.startswith(a.path + "/"):
             what = "is removed" if rel == a.path else f"is removed with {a.path}/"

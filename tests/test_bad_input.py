@@ -76,6 +76,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ("--report in a missing directory", lambda env, tmp: [str(env), "--report", str(tmp / "no" / "r.txt")],
      "no directory"),
     ("--report at a directory", lambda env, tmp: [str(env), "--report", str(tmp)], "is a directory"),
+    ("--explain outside the environment", lambda env, tmp: [str(env), "--explain", "/etc/passwd"], "not in"),
     ("a --check that fails before pruning", lambda env, tmp: [str(env), "--check", "exit 3"], "exit 3"),
     ("a trace that reached no Python process", lambda env, tmp: [str(env), "--keep-from", _empty_trace(tmp)],
      '"processes": 0'),

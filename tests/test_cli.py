@@ -223,3 +223,12 @@ def test_an_os_error_no_handler_expected_is_one_line_exit_4(synth_env: Path, mon
     assert code == 4
     assert len(err.strip().splitlines()) == 1, err
     assert f"{synth_env / 'lib'}: Permission denied (EACCES)" in err
+
+
+def test_explain_takes_a_path_relative_to_the_current_directory(synth_env: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A tester wrote the path as the shell shows it from the environment's parent directory.
+    monkeypatch.chdir(synth_env.parent)
+    rel = f"{synth_env.name}/{SITE}/pkg/__pycache__/core.cpython-311.pyc"
+    res = CliRunner().invoke(cli, [str(synth_env), "--explain", rel, "-q"])
+    assert res.exit_code == 0, res.output
+    assert "is removed" in res.output and "not in the environment" not in res.output
