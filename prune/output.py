@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import _tmp
-from .errors import ApplyFailed, Interrupted, UsageError
+from .errors import ApplyFailed, Busy, Interrupted, UsageError
 
 __all__ = ["Destination", "check_destination", "copy_partial", "publish", "discard", "interruptible"]
 
@@ -81,22 +81,31 @@ def check_destination(source_root: Path, dst: str) -> Destination:
     return Destination(out, partial, inside)
 
 
-def clean_stale(out: Path, *, inside: bool = False) -> list[Path]:
-    """Remove partial directories for ``out`` whose run is dead; return them."""
+def _partials(out: Path, inside: bool) -> list[tuple[Path, int]]:
+    """The partial directories for ``out`` (of any run) and the pid each belongs to."""
     base, pattern = (out, re.compile(re.escape(_PARTIAL) + r"(\d+)$")) if inside else (
         out.parent, re.compile(re.escape(f".{out.name}{_PARTIAL}") + r"(\d+)$"))
-    removed: list[Path] = []
     try:
         names = os.listdir(base)
     except OSError:
-        return removed
-    for name in names:
-        m = pattern.match(name)
-        if m is None or int(m.group(1)) == os.getpid() or _tmp.pid_alive(int(m.group(1))):
+        return []
+    found = [(base / name, int(m.group(1))) for name in names if (m := pattern.match(name))]
+    return [(path, pid) for path, pid in found if path.is_dir() and not path.is_symlink()]
+
+
+def clean_stale(out: Path, *, inside: bool = False) -> list[Path]:
+    """Remove partial directories for ``out`` whose run is dead; return them.
+
+    :raises Busy: a live run (another pid) is building ``out``: two runs would both copy,
+        prune and verify, and the second to finish would fail to publish (a tester's case).
+    """
+    removed: list[Path] = []
+    for path, pid in _partials(out, inside):
+        if pid == os.getpid():
             continue
-        path = base / name
-        if path.is_symlink() or not path.is_dir():
-            continue
+        if _tmp.pid_alive(pid):
+            raise Busy(f"--output {out}: another venv-prune run (pid {pid}) is building it; wait for it "
+                       "or pass another directory")
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
@@ -132,7 +141,8 @@ def publish(dest: Destination) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EBUSY) or not dest.final.is_dir():
                 raise ApplyFailed(f"--output {dest.final}: could not move the finished copy into "
-                                  f"place ({exc.strerror}); it is at {dest.partial}") from exc
+                                  f"place ({exc.strerror}: did another run create it?); this run's copy "
+                                  "was discarded") from exc
     for name in sorted(os.listdir(dest.partial)):
         os.rename(dest.partial / name, dest.final / name)
     os.rmdir(dest.partial)

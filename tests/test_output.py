@@ -182,3 +182,30 @@ def test_recover_dir_removes_the_partial_copy_of_a_killed_run(
     assert rec.returncode == 0, rec.stderr
     assert "partial --output copy" in rec.stderr and "Traceback" not in rec.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_second_run_to_the_same_dir_is_busy_while_the_first_builds(tmp_path: Path) -> None:
+    """Two --output runs to one DIR both copied, pruned and verified, and the loser failed to
+    publish with a message naming a path it had removed (a tester's case): the second now
+    exits 75 at once, naming the live run; a dead run's partial copy is cleaned instead."""
+    from synth import add_dist, make_venv_tree
+
+    env = make_venv_tree(tmp_path / "env")
+    add_dist(env, "pkg", {"pkg/__init__.py": "", "pkg/tests/test_a.py": ""})
+    out = tmp_path / "out"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        partial = tmp_path / f".out.venv-prune-output-{holder.pid}"
+        partial.mkdir()
+        proc = subprocess.run([str(VENV_PRUNE), str(env), "--output", str(out), "--no-verify", "-q"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 75, (proc.returncode, proc.stderr)
+        assert f"pid {holder.pid}" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert not out.exists() and partial.is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    proc = subprocess.run([str(VENV_PRUNE), str(env), "--output", str(out), "--no-verify", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert not partial.exists() and (out / "pyvenv.cfg").exists()
