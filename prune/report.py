@@ -269,7 +269,8 @@ def _pct(part: int, whole: int) -> str:
 def _render_text(d: dict[str, Any], verbose: bool) -> str:
     t = d["totals"]
     lines: list[str] = []
-    mode = "would remove" if d["dry_run"] else "removed"
+    rolled_back = str(d["verification"].get("status", "")).startswith("failed")
+    mode = "would remove" if d["dry_run"] else ("would have removed (rolled back)" if rolled_back else "removed")
     lines.append(f"venv-prune: {d['target']['root']} ({d['target']['kind']}, Python "
                  f"{d['target']['python'] or '?'}), profile {d['profile']}"
                  + (" [dry run]" if d["dry_run"] else ""))

@@ -232,3 +232,16 @@ def test_explain_takes_a_path_relative_to_the_current_directory(synth_env: Path,
     res = CliRunner().invoke(cli, [str(synth_env), "--explain", rel, "-q"])
     assert res.exit_code == 0, res.output
     assert "is removed" in res.output and "not in the environment" not in res.output
+
+
+def test_a_rolled_back_run_says_what_it_would_have_removed(synth_env: Path) -> None:
+    # A tester's failed run said "removed 47.2 MiB of 58.6 MiB (80.5%)" above "verification:
+    # failed (rolled back)": nothing had been removed.
+    from prune import build_plan, load_profile, locate, render, scan
+    from prune.report import Extras
+
+    plan = build_plan(scan(locate(str(synth_env))), load_profile("standard"))
+    failed = render(plan, "text", Extras(dry_run=False, verification="failed (rolled back)"))
+    passed = render(plan, "text", Extras(dry_run=False, verification="passed"))
+    assert "would have removed (rolled back)" in failed and " removed " in passed
+    assert "would have removed" not in passed
