@@ -11,8 +11,10 @@ module whether the owning distribution's kept code says otherwise. Evidence, str
 - **the file named**: a string literal in the owner's kept code that is the file's name
   (triton's ``"driver.c"``, f2py's ``"fortranobject.c"``), or a path that the file's path
   ends with (``"csrc/utils.h"`` names ``.../csrc/utils.h``, not every ``utils.h``);
-- **the type named**, for file-type rules: a literal ``"*.pyx"`` or ``".pyx"`` (mypyc's
-  ``"*.c"`` for its ``lib-rt`` sources, compiled at run time);
+- **the type named**, for file-type rules: a literal, or a path component of one, that is
+  the extension after nothing but globs and placeholders: ``"*.pyx"``, ``".pyx"``,
+  ``'%s/*.po'``, ``f'{lang}.po'`` (mypyc's ``"*.c"`` for its ``lib-rt`` sources, compiled at
+  run time; trytond's ``iglob('%s/*.po' % localedir)``, which loads translations at run time);
 - **the directory named**, for directory rules (docs/, examples/, share/icons/): a literal
   naming the directory the rule matched. Never ``tests``/``test``: code names its test suite
   to run or skip it (pandas' ``util/_tester.py``), so there only the file's name counts.
@@ -51,7 +53,9 @@ LOCATORS: tuple[bytes, ...] = (
 # Starting at a quote lets the regex engine skip to the next quote character.
 _LITERAL = re.compile(rb"'([^'\\\n]{1,300})'|\"([^\"\\\n]{1,300})\"")
 _SPLIT = re.compile(r"[/\\]")
-_EXTENSION = re.compile(r"^\*?(\.[A-Za-z0-9_]{1,8})$")
+# A type of file: an extension after nothing but globs and format placeholders ("*.po",
+# ".po", "%s.po", "{lang}.po", "%(name)s.po"); "messages.po" names one file, not the type.
+_EXTENSION = re.compile(r"^(?:\*|\{[^{}]*\}|%(?:\([^()]*\))?[-#0 +]*\d*(?:\.\d+)?[sdr])*(\.[A-Za-z0-9_]{1,8})$")
 # Directory names that say nothing by themselves (every package has them, or they are the
 # rule's own generic name for a test suite: see the module docstring).
 _NO_DIRECTORY_EVIDENCE = frozenset({"tests", "test"})

@@ -350,10 +350,14 @@ def module_name_for(relpath: str) -> tuple[str, bool] | None:
 def is_evidence_file(path: str) -> bool:
     """Whether a source file's imports count as evidence that a distribution is needed.
 
-    Code only tests or builds run does not: files under ``tests``/``test`` directories,
-    pytest's ``conftest.py`` hooks and ``setup.py`` build scripts.
+    Code only tests or builds run does not: files under ``tests``/``test`` directories (in
+    any case: Cython's ``Debugger/Tests/``), pytest's ``conftest.py`` hooks and ``setup.py``
+    build scripts.
     """
     if "/tests/" in path or "/test/" in path:
+        return False
+    folded = path.lower()
+    if "/tests/" in folded or "/test/" in folded:
         return False
     return not path.endswith(("/conftest.py", "/setup.py"))
 

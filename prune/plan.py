@@ -951,6 +951,8 @@ def _plan_once(
                   if d.name not in removed_dists for ep in d.entry_points}
     _import_check(states, sources, diagnostics, frozenset(ep_modules))
     _keep_on_evidence(states, sources, knowledge)
+    _keep_for_environment_readers(states, inventory, removed_dists, knowledge)
+    _keep_kept_distributions_whole(states, removed_dists)
     if removed_dists:
         # The graph's static scan skips test directories (code only tests run does not keep a
         # distribution). A test file that stays after all (kept code imports it, a keep
@@ -1384,6 +1386,61 @@ def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowl
         st.remove_key = None
         st.saved_by = f"evidence:{ev.kind}"
         st.saved_reason = ev.reason
+
+
+def _keep_for_environment_readers(states: Sequence[_FileState], inventory: Inventory,
+                                  removed_dists: Mapping[str, Any], knowledge: Knowledge) -> None:
+    """Keep, in every kept distribution, the files a kept environment-wide reader reads
+    (knowledge ``reads_environment``: mypy reads every ``.pyi`` and ``py.typed``, Cython every
+    ``.pxd`` and the headers under ``get_include()``) from rules marked ``evidence = true``.
+    """
+    if not knowledge.environment_readers:
+        return
+    kept = {canonicalize_name(d.name): d.name for d in inventory.distributions if d.name not in removed_dists}
+    active = [(er, [kept[canonicalize_name(r)] for r in er.when if canonicalize_name(r) in kept])
+              for er in knowledge.environment_readers]
+    active = [(er, names) for er, names in active if names]
+    if not active:
+        return
+    for st in states:
+        rule = st.remove_rule
+        if (st.remove_key is None or rule is None or not rule.rule.evidence or st.site is None
+                or st.remove_key[0] != rule.rule.id or st.owner in removed_dists):
+            continue
+        for er, names in active:
+            if er.spec.match_file(st.sub):
+                st.remove_key = None
+                st.saved_by = f"evidence:reads-environment:{er.id}"
+                st.saved_reason = (f"{', '.join(names)} (kept) reads such files of every distribution: "
+                                   f"{er.reason} (knowledge:{er.id}; {er.source})")
+                break
+
+
+# What a distribution offers to import or to type-check; a kept distribution keeps at least one.
+_MODULE_SUFFIXES = (".py", ".pyi", ".so", ".pyd", ".pyc")
+
+
+def _keep_kept_distributions_whole(states: Sequence[_FileState], removed_dists: Mapping[str, Any]) -> None:
+    """A distribution the graph keeps is never emptied by file-type rules: when rules marked
+    ``evidence = true`` would remove every module and stub it has (``types-requests``: all of
+    ``requests-stubs/*.pyi``), that is removing the distribution, which the graph has not
+    decided; those files stay."""
+    modules: dict[str, list[_FileState]] = defaultdict(list)
+    for st in states:
+        if (st.owner and st.site is not None and st.owner not in removed_dists
+                and st.sub.endswith(_MODULE_SUFFIXES) and ".dist-info/" not in st.sub):
+            modules[st.owner].append(st)
+    for owner, group in modules.items():
+        if any(st.remove_key is None for st in group):
+            continue
+        gated = [st for st in group if st.remove_rule is not None and st.remove_rule.rule.evidence
+                 and st.remove_key is not None and st.remove_key[0] == st.remove_rule.rule.id]
+        for st in gated:
+            st.remove_key = None
+            st.saved_by = "evidence:kept-distribution"
+            st.saved_reason = (f"{owner} is kept, and file-type rules would remove every module and stub "
+                               f"it has ({st.remove_rule.rule.id if st.remove_rule else ''}), which would remove "
+                               "it in effect; the dependency graph has not decided that")
 
 
 def _staying_test_code_needs(states: Sequence[_FileState], sources: SourceReader,

@@ -241,6 +241,9 @@ class Knowledge:
     # Read at run time when present, but the reader copes without them: evidence of the
     # read does not keep them (jedi's bundled typeshed).
     read_optional: tuple[Protection, ...] = ()
+    # Distributions that read files of a type in EVERY distribution while they are kept (mypy
+    # reads all stubs): ``when`` names the readers, ``patterns`` the files.
+    environment_readers: tuple[Protection, ...] = ()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -459,5 +462,12 @@ def load_knowledge() -> Knowledge:
         )
         for p in data.get("read_optional", [])
     )
+    environment_readers = tuple(
+        Protection(
+            id=str(p["id"]), patterns=tuple(p["patterns"]), reason=str(p.get("reason", "")),
+            source=str(p.get("source", "")), when=tuple(p["readers"]), spec=compile_patterns(p["patterns"]),
+        )
+        for p in data.get("reads_environment", [])
+    )
     return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools, dev_extras=dev_extras,
-                     readers=readers, read_optional=read_optional)
+                     readers=readers, read_optional=read_optional, environment_readers=environment_readers)

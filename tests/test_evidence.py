@@ -265,3 +265,164 @@ def test_a_path_literal_names_only_the_files_whose_path_ends_so() -> None:
     found = find_evidence(candidates, code, lambda p: source if p == "site/kit/gen.py" else b"")
     assert sorted(found) == [0, 2], found
     assert found[0].kind == "file-name" and found[0].source == "site/kit/gen.py"
+
+
+def test_an_extension_after_globs_and_placeholders_names_the_type() -> None:
+    """trytond's mechanism (issue 15 finding 00): ``iglob('%s/*.po' % localedir)`` and
+    ``f'{language}.po'`` name the type of file; ``'messages.po'`` names one file only."""
+    from prune.evidence import Candidate, find_evidence
+
+    forms = {"glob-percent": b"iglob('%s/*.po' % d)", "f-string": b"open(f'{lang}.po')",
+             "format": b"'{}.po'.format(lang)", "named-percent": b"'%(lang)s.po' % v",
+             "concatenation": b"lang + '.po'"}
+    for label, line in forms.items():
+        source = b"import os\nd = os.path.dirname(__file__)\n" + line + b"\n"
+        found = find_evidence([Candidate("kit/locale/fr.po", "kit", "gettext-sources")],
+                              {"kit": [("site/kit/i18n.py", "kit/i18n.py")]}, lambda p, s=source: s)
+        assert 0 in found and found[0].kind == "extension", label
+    source = b"import os\nd = os.path.dirname(__file__)\nopen('messages.po')\nx = 'a.b.po'\n"
+    found = find_evidence([Candidate("kit/locale/fr.po", "kit", "gettext-sources")],
+                          {"kit": [("site/kit/i18n.py", "kit/i18n.py")]}, lambda p: source)
+    assert found == {}
+
+
+# ------------------------------------------ kind A: data read at run time through a format string
+
+_PO_LOADER = textwrap.dedent("""\
+    import glob, os
+    LOCALE = os.path.join(os.path.dirname(__file__), "locale")
+    def languages():
+        return sorted(os.path.basename(p)[:-3] for p in glob.glob('%s/*.po' % LOCALE))
+    def load(language):
+        with open(os.path.join(LOCALE, f'{language}.po'), encoding="utf-8") as fh:
+            return fh.read()
+    """)
+_PO = 'msgid "Hello"\nmsgstr "Bonjour"\n' + "# padding\n" * 100
+_PO_CHECK = "python -c 'import poapp; assert poapp.languages() == [\"fr\"] and \"Bonjour\" in poapp.load(\"fr\")'"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_po_files_kept_code_loads_through_format_strings_stay(fresh_venv: Callable[..., Path],
+                                                             profile: str) -> None:
+    """trytond 8.2 loads ``MODULE/locale/*.po`` itself (no gettext): the gettext-sources rule
+    must not take ``.po`` files whose distribution's code globs or formats ``.po`` names; a
+    distribution whose code does not still loses them."""
+    env = fresh_venv()
+    add_dist(env, "poapp", {"poapp/__init__.py": _PO_LOADER, "poapp/locale/fr.po": _PO})
+    add_dist(env, "quietapp", {"quietapp/__init__.py": "import os\nHERE = os.path.dirname(__file__)\n",
+                               "quietapp/locale/fr.po": _PO})
+    report = _report(_prune(env, profile, _PO_CHECK))
+    assert (env / SITE / "poapp" / "locale" / "fr.po").exists()
+    assert not (env / SITE / "quietapp" / "locale" / "fr.po").exists()
+    assert any(g["distribution"] == "poapp" and g["saved_by"] == "evidence:extension"
+               for g in report["kept_on_evidence"]), report["kept_on_evidence"]
+    run = subprocess.run([str(env / "bin" / "python"), "-c", "import poapp; print(poapp.load('fr'))"],
+                         capture_output=True, text=True)
+    assert "Bonjour" in run.stdout, run.stderr
+
+
+# ------------------------------- kind A: readers of every distribution's files (type checkers, Cython)
+
+_TYPED = {"typedlib/__init__.py": "def f(x):\n    return x\n", "typedlib/py.typed": "",
+          "typedlib/_impl.pyi": "def g(x: int) -> int: ...\n" + "# padding\n" * 50}
+_STUBS = {"foo-stubs/__init__.pyi": "def get(url: str) -> int: ...\n" + "# padding\n" * 50,
+          "foo-stubs/METADATA.toml": 'version = "1.0"\n'}
+
+
+def _kept_by(report: dict, saved_by: str) -> list[dict]:  # type: ignore[type-arg]
+    return [g for g in report["kept_on_evidence"] if g["saved_by"] == saved_by]
+
+
+def test_a_kept_type_checker_keeps_every_distributions_stubs(fresh_venv: Callable[..., Path]) -> None:
+    """mypy, pyright, jedi... read the ``.pyi`` and ``py.typed`` of every distribution (PEP 561):
+    while one is kept, type-stubs removes them from no kept distribution, and the report
+    names the reader. Without a reader, the rule still removes them."""
+    env = fresh_venv()
+    add_dist(env, "typedlib", _TYPED)
+    add_dist(env, "mypy", {"mypy/__init__.py": ""})
+    report = _report(_prune(env, "standard", "python -c 'import typedlib'"))
+    assert (env / SITE / "typedlib" / "py.typed").exists()
+    assert (env / SITE / "typedlib" / "_impl.pyi").exists()
+    groups = _kept_by(report, "evidence:reads-environment:type-checkers")
+    assert any(g["distribution"] == "typedlib" and "mypy" in g["reasons"][0] for g in groups), report[
+        "kept_on_evidence"]
+
+    bare = fresh_venv()
+    add_dist(bare, "typedlib", _TYPED)
+    _report(_prune(bare, "standard", "python -c 'import typedlib'"))
+    assert not (bare / SITE / "typedlib" / "py.typed").exists()
+    assert not (bare / SITE / "typedlib" / "_impl.pyi").exists()
+
+
+def test_a_kept_stubs_distribution_is_not_emptied(fresh_venv: Callable[..., Path]) -> None:
+    """``types-requests`` is kept (installed by name) but consists of stubs only: type-stubs
+    would leave it with METADATA.toml, which is removing it in effect. Its stubs stay."""
+    env = fresh_venv()
+    add_dist(env, "types-foo", _STUBS, top_level=("foo-stubs",))
+    add_dist(env, "typedlib", _TYPED)
+    report = _report(_prune(env, "standard", "python -c 'import typedlib'"))
+    assert (env / SITE / "foo-stubs" / "__init__.pyi").exists()
+    assert not (env / SITE / "typedlib" / "_impl.pyi").exists(), "a package with code still loses stubs"
+    assert any(g["distribution"] == "types-foo" for g in _kept_by(report, "evidence:kept-distribution"))
+
+
+def test_a_kept_cython_keeps_pxd_and_include_headers_of_every_distribution(
+        fresh_venv: Callable[..., Path]) -> None:
+    """Cython cimports numpy through numpy/__init__.pxd and compiles against the headers under
+    numpy.get_include(): while Cython is kept, those stay in every kept distribution; other
+    C sources still go."""
+    env = fresh_venv()
+    files = {"numlike/__init__.py": "import os\ndef get_include():\n"
+                                    "    return os.path.join(os.path.dirname(__file__), '_core', 'include')\n",
+             "numlike/__init__.pxd": "cdef extern from 'numlike/arr.h':\n    int nl_size(void*)\n",
+             "numlike/_core/include/numlike/arr.h": "int nl_size(void*);\n" + "/* pad */\n" * 50,
+             "numlike/_core/src/arr.c": "int nl_size(void* p) { return 0; }\n" + "/* pad */\n" * 50}
+    add_dist(env, "numlike", files)
+    add_dist(env, "cython", {"Cython/__init__.py": ""}, top_level=("Cython",))
+    report = _report(_prune(env, "standard", "python -c 'import numlike'"))
+    site = env / SITE / "numlike"
+    assert (site / "__init__.pxd").exists() and (site / "_core/include/numlike/arr.h").exists()
+    assert not (site / "_core/src/arr.c").exists()
+    assert any(g["distribution"] == "numlike" for g in _kept_by(report, "evidence:reads-environment:cython-cimport"))
+
+
+def test_capitalised_test_directories_are_test_code() -> None:
+    """Cython/Debugger/Tests/TestLibCython.py is test code: no evidence of a read at run time."""
+    from prune.imports import is_evidence_file
+
+    assert not is_evidence_file("lib/python3.12/site-packages/Cython/Debugger/Tests/TestLibCython.py")
+    assert not is_evidence_file("lib/python3.12/site-packages/pkg/Test/x.py")
+    assert is_evidence_file("lib/python3.12/site-packages/Cython/Compiler/Main.py")
+
+
+_MYPY_SAMPLE = textwrap.dedent("""\
+    import attrs, requests
+    @attrs.define
+    class A:
+        x: int
+    A(x="s")
+    r: int = requests.get("u").status_code
+    s: str = requests.get("u").json
+    """)
+
+
+def test_real_mypy_reports_the_same_errors_after_a_standard_prune(fresh_venv: Callable[..., Path],
+                                                                   tmp_path: Path) -> None:
+    """Finding 0: with mypy, attrs, requests and types-requests, standard kept mypy and
+    types-requests but emptied requests-stubs and removed attrs' py.typed: mypy lost line 7's
+    error and reported a wrong one on line 5."""
+    env = fresh_venv(["mypy", "attrs", "requests", "types-requests"])
+    sample = tmp_path / "sample.py"
+    sample.write_text(_MYPY_SAMPLE)
+
+    def mypy() -> str:
+        run = subprocess.run([str(env / "bin" / "mypy"), "--no-incremental", "--no-error-summary", str(sample)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        return "\n".join(sorted(line.rpartition("sample.py:")[2] for line in run.stdout.splitlines()
+                                 if "sample.py:" in line))
+
+    before = mypy()
+    assert before.startswith("5: error:") and "\n7: error:" in before, before
+    _report(_prune(env, "standard", "python -c 'import requests, attrs'"))
+    assert mypy() == before
+    assert (env / SITE / "attrs" / "py.typed").exists()
