@@ -1402,10 +1402,13 @@ def _keep_for_environment_readers(states: Sequence[_FileState], inventory: Inven
     active = [(er, names) for er, names in active if names]
     if not active:
         return
+    # A read the reader copes without (jedi's bundled typeshed) keeps nothing here either.
+    optional = [o.spec for o in knowledge.read_optional]
     for st in states:
         rule = st.remove_rule
         if (st.remove_key is None or rule is None or not rule.rule.evidence or st.site is None
-                or st.remove_key[0] != rule.rule.id or st.owner in removed_dists):
+                or st.remove_key[0] != rule.rule.id or st.owner in removed_dists
+                or any(o.match_file(st.sub) for o in optional)):
             continue
         for er, names in active:
             if er.spec.match_file(st.sub):
