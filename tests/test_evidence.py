@@ -411,7 +411,7 @@ def test_real_mypy_reports_the_same_errors_after_a_standard_prune(fresh_venv: Ca
     """Finding 0: with mypy, attrs, requests and types-requests, standard kept mypy and
     types-requests but emptied requests-stubs and removed attrs' py.typed: mypy lost line 7's
     error and reported a wrong one on line 5."""
-    env = fresh_venv(["mypy", "attrs", "requests", "types-requests"])
+    env = fresh_venv(["mypy==2.4.1", "attrs==26.1.0", "requests==2.34.2", "types-requests==2.33.0.20261030"])
     sample = tmp_path / "sample.py"
     sample.write_text(_MYPY_SAMPLE)
 
@@ -426,3 +426,28 @@ def test_real_mypy_reports_the_same_errors_after_a_standard_prune(fresh_venv: Ca
     _report(_prune(env, "standard", "python -c 'import requests, attrs'"))
     assert mypy() == before
     assert (env / SITE / "attrs" / "py.typed").exists()
+
+
+@pytest.mark.slow
+def test_trytond_loads_its_translations_after_a_standard_prune(fresh_venv: Callable[..., Path],
+                                                               tmp_path: Path) -> None:
+    """Finding 00: trytond 8.2.1 loads MODULE/locale/*.po into the database itself
+    (``iglob('%s/*.po' % localedir)``); after standard removed them, ``trytond-admin -l fr``
+    exited 0 with no French translation at all."""
+    import sqlite3
+
+    env = fresh_venv(["trytond==8.2.1"])
+    _report(_prune(env, "standard", "python -c 'import trytond.modules'"))
+    assert (env / SITE / "trytond" / "ir" / "locale" / "fr.po").exists()
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "test.sqlite").touch()
+    (tmp_path / "pass").write_text("admin\n")
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRYTOND_DATABASE__URI": "sqlite://",
+               "TRYTOND_DATABASE__PATH": str(db), "TRYTONPASSFILE": str(tmp_path / "pass")}
+    run = subprocess.run([str(env / "bin" / "trytond-admin"), "-d", "test", "--all", "-l", "fr",
+                          "--email", "a@b.c"], capture_output=True, text=True, env=environ, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with sqlite3.connect(db / "test.sqlite") as conn:
+        (count,) = conn.execute("select count(*) from ir_translation where lang='fr'").fetchone()
+    assert count > 1000, count
