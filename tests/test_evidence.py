@@ -274,7 +274,9 @@ def test_an_extension_after_globs_and_placeholders_names_the_type() -> None:
 
     forms = {"glob-percent": b"iglob('%s/*.po' % d)", "f-string": b"open(f'{lang}.po')",
              "format": b"'{}.po'.format(lang)", "named-percent": b"'%(lang)s.po' % v",
-             "concatenation": b"lang + '.po'"}
+             "concatenation": b"lang + '.po'",
+             # torch._inductor.codecache names the headers it precompiles so (torch.compile).
+             "conditional f-string": b"f\"{'array_ref' if ref else device}.po\""}
     for label, line in forms.items():
         source = b"import os\nd = os.path.dirname(__file__)\n" + line + b"\n"
         found = find_evidence([Candidate("kit/locale/fr.po", "kit", "gettext-sources")],
