@@ -29,7 +29,9 @@ LATE_RULES = frozenset({"bytecode"})
 LIMIT = 5
 
 _MISSING = re.compile(r"No module named '([^']+)'")
-_CANNOT_IMPORT = re.compile(r"cannot import name '([^']+)' from '([^']+)'")
+# "cannot import name 'X' from 'pkg.sub' (...)", and during a circular import "... from
+# partially initialized module 'pkg.sub' (most likely due to a circular import)".
+_CANNOT_IMPORT = re.compile(r"cannot import name '([^']+)' from (?:partially initialized module )?'([^']+)'")
 # An absolute path in an error line, quoted or not, up to a quote, a space or a bracket.
 _PATH = re.compile(r"(/[^\s'\"(),:]+(?:[^\s'\"(),]*[^\s'\"(),.:])?)")
 # A file name with an extension (a dot then letters): libz-1a2b.so.1.2, cacert.pem.
@@ -156,16 +158,22 @@ def _by_file_names(staged: _Staged, error: str) -> list[Action]:
 
 def _missing_modules(error: str) -> list[str]:
     names = [m.group(1) for m in _MISSING.finditer(error)]
-    for m in _CANNOT_IMPORT.finditer(error):
-        names.append(f"{m.group(2)}.{m.group(1)}")  # perhaps a submodule
+    names += _missing_submodules(error)
     return names
 
 
-def _by_module(staged: _Staged, missing: str) -> list[Action]:
+def _missing_submodules(error: str) -> list[str]:
+    """``pkg.sub.X`` for ``cannot import name 'X' from 'pkg.sub'``: X is perhaps a submodule
+    (``from pkg.sub import X`` finds a module only as ``pkg/sub/X.py`` or ``pkg/sub/X/``)."""
+    return [f"{m.group(2)}.{m.group(1)}" for m in _CANNOT_IMPORT.finditer(error)
+            if all(p.isidentifier() for p in f"{m.group(2)}.{m.group(1)}".split("."))]
+
+
+def _by_module(staged: _Staged, missing: str, indirect: bool = True) -> list[Action]:
     """Removals that took the module ``missing``: its file, a package above it, or, when
     nothing defined it under that name, a module that provides it under another (a vendored
     or aliased copy such as ``setuptools._distutils`` for ``distutils``, or a ``.pth`` named
-    after it such as ``distutils-precedence.pth``)."""
+    after it such as ``distutils-precedence.pth``). ``indirect=False``: only the first two."""
     parts = missing.split(".")
     exact = [a for mod, a in staged.modules() if mod == missing or missing.startswith(mod + ".")]
     # A package staged as one directory action counts even without an __init__ (a namespace).
@@ -174,7 +182,7 @@ def _by_module(staged: _Staged, missing: str) -> list[Action]:
         action = staged.action_for(base + "/".join(parts))
         if action is not None and action.path.startswith(base) and action.path != site:
             exact.append(action)
-    if exact:
+    if exact or not indirect:
         return exact
     top = parts[0]
     aliases = {top, "_" + top}
@@ -209,13 +217,21 @@ def _unique(actions: Iterable[Action]) -> tuple[str, ...]:
 def blame(plan: Plan, failure: _Failure) -> tuple[str, ...]:
     """The removals that most plausibly broke ``failure``, as ``"rule (path)"`` strings.
 
-    In order of strength, the first that finds anything decides: the removals of paths the
+    In order of strength, the first that finds anything decides: the removal of the submodule
+    a ``cannot import name 'X' from 'pkg.sub'`` misses (``pkg/sub/X.py``); of paths the
     error names; of the module it misses (or of what provides that module under another
     name); of files it names without a path (a shared library); of files inside the failing
     module's own package; then any removal of the failing distribution's files. At most
     :data:`LIMIT` entries; () when nothing staged matches.
     """
     staged = _Staged(plan)
+    # "cannot import name 'X' from 'pkg.sub'" with pkg/sub/X.py staged: that removal, before
+    # the paths the line names (the kept pkg/sub/__init__.py that failed, never staged) and
+    # before file names (every staged __init__.py would match the one the line names).
+    for missing in _missing_submodules(failure.error):
+        found = _by_module(staged, missing, indirect=False)
+        if found:
+            return _unique(found)
     direct = _by_paths(staged, failure.error)
     if direct:
         return _unique(direct)

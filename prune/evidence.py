@@ -11,6 +11,8 @@ module whether the owning distribution's kept code says otherwise. Evidence, str
 - **the file named**: a string literal in the owner's kept code that is the file's name
   (triton's ``"driver.c"``, f2py's ``"fortranobject.c"``), or a path that the file's path
   ends with (``"csrc/utils.h"`` names ``.../csrc/utils.h``, not every ``utils.h``);
+  A generic name (:data:`GENERIC_NAMES`: ``__init__.py``, ``conftest.py``, ``py.typed``...)
+  names no particular file and is never evidence;
 - **the type named**, for file-type rules: a literal, or a path component of one, that is
   the extension after nothing but globs and placeholders: ``"*.pyx"``, ``".pyx"``,
   ``'%s/*.po'``, ``f'{lang}.po'`` (mypyc's ``"*.c"`` for its ``lib-rt`` sources, compiled at
@@ -40,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["LOCATORS", "Candidate", "Evidence", "SiblingReader", "find_evidence"]
+__all__ = ["GENERIC_NAMES", "LOCATORS", "Candidate", "Evidence", "SiblingReader", "find_evidence"]
 
 #: Byte strings at least one of which a source file that locates data on disk contains.
 LOCATORS: tuple[bytes, ...] = (
@@ -59,6 +61,23 @@ _EXTENSION = re.compile(r"^(?:\*|\{[^{}]*\}|%(?:\([^()]*\))?[-#0 +]*\d*(?:\.\d+)
 # Directory names that say nothing by themselves (every package has them, or they are the
 # rule's own generic name for a test suite: see the module docstring).
 _NO_DIRECTORY_EVIDENCE = frozenset({"tests", "test"})
+#: File names that every package, test suite or documentation tree may have: a literal naming
+#: one (``"__init__.py"`` in twisted's plugin.py, pip's req_uninstall.py, mypy's build.py) says
+#: nothing about which file is read, so it is no evidence, bare or at the end of a path. Kept
+#: as evidence, ``tests/__init__.py`` stayed while the rest of ``twisted/test`` went, and the
+#: kept ``__init__`` failed on ``from twisted.test import proto_helpers`` (issue 15, kind A).
+GENERIC_NAMES: frozenset[str] = frozenset({
+    # Python package and module structure, build hooks, markers, caches.
+    "__init__.py", "__init__.pyi", "__init__.pyc", "__main__.py", "__main__.pyc",
+    "__pycache__", "conftest.py", "setup.py", "setup.cfg", "pyproject.toml", "py.typed",
+    "MANIFEST.in", "tox.ini", "pytest.ini", "noxfile.py", "conf.py", "Makefile", "make.bat",
+    # Metadata and project files any directory may carry.
+    "README", "README.md", "README.rst", "README.txt", "LICENSE", "LICENSE.txt", "LICENSE.md",
+    "COPYING", "NOTICE", "AUTHORS", "CHANGELOG", "CHANGES",
+    ".gitignore", ".DS_Store", "RECORD", "METADATA", "WHEEL", "INSTALLER",
+})
+#: Extensions a literal such as ``"*.py"`` names without picking out a file-type rule's files.
+_GENERIC_EXTENSIONS = frozenset({".py", ".pyc", ".pyo"})
 
 
 @dataclass(frozen=True)
@@ -205,10 +224,10 @@ def _evidence_for(c: Candidate, named: Optional[_Named],
     if named is None or not c.owner or not (named.names or named.files or named.paths or named.extensions):
         return None
     name = c.sub.rpartition("/")[2]
-    where = named.files.get(name)
+    where = named.files.get(name) if name not in GENERIC_NAMES else None
     if where is not None:
         return Evidence("file-name", where, f"{c.owner}'s code names {name!r} ({where})")
-    tails = named.paths.get(name)
+    tails = named.paths.get(name) if name not in GENERIC_NAMES else None
     if tails:
         # A literal with directories names the file only where the candidate's path ends so.
         parts = tuple(c.sub.split("/"))
@@ -218,7 +237,8 @@ def _evidence_for(c: Candidate, named: Optional[_Named],
     if not c.anchor:
         # A file-type rule (*.pyi, *.h): the owner's code names that type of file.
         stem, dot, ext = name.rpartition(".")
-        where = named.extensions.get("." + ext.lower()) if dot and stem else None
+        suffix = "." + ext.lower()
+        where = named.extensions.get(suffix) if dot and stem and suffix not in _GENERIC_EXTENSIONS else None
         if where is not None:
             return Evidence("extension", where, f"{c.owner}'s code names files '*.{ext}' ({where})")
         return None

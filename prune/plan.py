@@ -950,7 +950,10 @@ def _plan_once(
     ep_modules = {ep.value.split(":", 1)[0].strip() for d in inventory.distributions
                   if d.name not in removed_dists for ep in d.entry_points}
     _import_check(states, sources, diagnostics, frozenset(ep_modules))
-    _keep_on_evidence(states, sources, knowledge)
+    kept_on_evidence = _keep_on_evidence(states, sources, knowledge)
+    if kept_on_evidence:
+        # What evidence kept is kept code: its imports may save another matched directory.
+        _import_check(states, sources, diagnostics, seeds=kept_on_evidence)
     _keep_for_environment_readers(states, inventory, removed_dists, knowledge)
     _keep_kept_distributions_whole(states, removed_dists)
     if removed_dists:
@@ -1320,21 +1323,24 @@ def _locators(knowledge: Knowledge) -> tuple[bytes, ...]:
     return tuple(sorted(set(LOCATORS) | {r.call.encode() for r in knowledge.readers}))
 
 
-def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowledge: Knowledge) -> None:
+def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader,
+                      knowledge: Knowledge) -> list[_FileState]:
     """Keep the files that evidence-gated rules (stubs, C sources, docs, tests, share/) would
     remove but their distribution's kept code reads at run time (:mod:`prune.evidence`).
 
     Only the kept source files of distributions that own such a file are read, and of those
     only the ones that locate data (the reader's grep rules the rest out). A file saved here
     still loses its caches: the rule that matched before the gated one applies, as in the
-    import check.
+    import check. When evidence keeps a file inside a directory that a directory rule matched
+    (tests/, docs/), every Python module there stays too: evidence never splits a package.
+    Returns the files kept here.
     """
     from .evidence import Candidate, find_evidence
     from .imports import is_evidence_file
 
     read = getattr(sources, "read_bytes", None)
     if read is None:
-        return
+        return []
     gated: list[_FileState] = []
     sources_kept: list[_FileState] = []
     for st in states:
@@ -1347,7 +1353,7 @@ def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowl
         if rule is not None and rule.rule.evidence and st.owner and key[0] == rule.rule.id:
             gated.append(st)
     if not gated:
-        return
+        return []
     owners = {st.owner for st in gated}
     # Code only tests or builds run (tests/, conftest.py, setup.py) is no evidence of a read
     # at run time: a kept test module names its own data.
@@ -1375,17 +1381,73 @@ def _keep_on_evidence(states: Sequence[_FileState], sources: SourceReader, knowl
         if memo not in shallowest:
             shallowest[memo] = _shallowest_match(rule, where)
         candidates.append(Candidate(st.sub, st.owner, rule.rule.id, shallowest[memo] or ""))
+    # In a directory a directory rule matched (tests/, docs/) where evidence keeps a file,
+    # every Python module stays too: keeping part of a package while its modules go leaves
+    # half a package (twisted/test/__init__.py kept, its proto_helpers.py removed: importing
+    # the kept __init__ fails). Data nothing names still goes (torch/test's 85 MB of C++
+    # test binaries, where a literal names one of them). What the kept modules import is
+    # asked by the import check again.
+    whole: dict[tuple[str, str], str] = {}
+    kept_now: list[_FileState] = []
     for i, ev in sorted(find_evidence(candidates, code, read, knowledge.readers).items()):
         st = gated[i]
-        earlier = st.fallback_rule
-        if earlier is not None and not earlier.rule.evidence:
-            # Saving a docs/ directory does not save the caches inside it.
-            st.remove_rule = earlier
-            st.remove_key = (earlier.rule.id, "", earlier.rule.profile, st.owner, False)
-            continue
-        st.remove_key = None
-        st.saved_by = f"evidence:{ev.kind}"
-        st.saved_reason = ev.reason
+        anchor = candidates[i].anchor
+        if anchor:
+            whole.setdefault((_scope_of(st), anchor), f"{st.sub}: {ev.reason}")
+        if _keep_gated(st, f"evidence:{ev.kind}", ev.reason):
+            kept_now.append(st)
+    if whole:
+        for st in states:
+            rule = st.remove_rule
+            key = st.remove_key
+            if (key is None or rule is None or not rule.rule.evidence or key[0] != rule.rule.id
+                    or not _is_module_file(st.sub)):
+                continue
+            scope = _scope_of(st)
+            why = None
+            where = st.sub.rpartition("/")[0]
+            while where and why is None:
+                why = whole.get((scope, where))
+                where = where.rpartition("/")[0]
+            if why is not None and _keep_gated(
+                    st, "evidence:same-package",
+                    f"a Python module beside a file evidence keeps (no half packages): {why}"):
+                kept_now.append(st)
+    return kept_now
+
+
+_EXTENSION_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.(?:[^/]*\.)?(?:so|pyd)$")
+
+
+def _is_module_file(sub: str) -> bool:
+    """Whether a file can be imported as a module: ``.py``, a loose ``.pyc`` (outside
+    ``__pycache__``), an extension module (``_c.cpython-312-x86_64-linux-gnu.so``, ``x.pyd``)."""
+    name = sub.rpartition("/")[2]
+    if name.endswith(".py"):
+        return True
+    if name.endswith(".pyc"):
+        return "__pycache__" not in sub.split("/")
+    return _EXTENSION_MODULE.match(name) is not None
+
+
+def _scope_of(st: _FileState) -> str:
+    """Where a directory rule's match is one directory: its site-packages directory, or for
+    files outside one (share/) the environment root and the owning distribution."""
+    return f"site:{st.site}" if st.site is not None else f"root:{st.owner}"
+
+
+def _keep_gated(st: _FileState, saved_by: str, reason: str) -> bool:
+    """Keep a file an evidence-gated rule would remove; False when an earlier rule that is not
+    evidence-gated still removes it (saving a docs/ directory does not save its caches)."""
+    earlier = st.fallback_rule
+    if earlier is not None and not earlier.rule.evidence:
+        st.remove_rule = earlier
+        st.remove_key = (earlier.rule.id, "", earlier.rule.profile, st.owner, False)
+        return False
+    st.remove_key = None
+    st.saved_by = saved_by
+    st.saved_reason = reason
+    return True
 
 
 def _keep_for_environment_readers(states: Sequence[_FileState], inventory: Inventory,
@@ -1545,13 +1607,15 @@ def _sourceless_mentions(st: _FileState, sources: SourceReader,
 
 
 def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: list[Diagnostic],
-                  entry_point_modules: frozenset[str] = frozenset()) -> None:
+                  entry_point_modules: frozenset[str] = frozenset(),
+                  seeds: Optional[Sequence[_FileState]] = None) -> None:
     """Keep directories matched by import-checked rules (tests/, docs/) that kept code imports.
 
     The module name of each candidate directory is compared with the imports of every
     Python file that stays (a static scan: see prune/imports.py); a directory saved this way
     contributes its own imports, so the check runs to a fixpoint. Verification catches
-    dynamic imports this cannot see.
+    dynamic imports this cannot see. ``seeds``: when given, only these staying files are
+    scanned first (files kept since the last check, by evidence).
     """
     candidates: dict[tuple[str, str], list[_FileState]] = defaultdict(list)
     # The shallowest directory the rule matches depends only on the file's directory (and,
@@ -1582,7 +1646,7 @@ def _import_check(states: list[_FileState], sources: SourceReader, diagnostics: 
     needles = tuple(sorted({m.rsplit(".", 1)[-1].encode() for m in modules}))
     in_candidate = {id(st) for group in candidates.values() for st in group}
     # Cheapest tests first: most files go (a removal key) or are not Python.
-    pending = [st for st in states
+    pending = [st for st in (states if seeds is None else seeds)
                if st.remove_key is None and st.site is not None
                and (st.entry.path.endswith(".py") or _is_sourceless(st)) and id(st) not in in_candidate
                and not st.entry.is_link]

@@ -146,3 +146,36 @@ def test_a_file_named_without_a_path_is_blamed_on_its_removal() -> None:
     error = ("ImportError: libgfortran-040039e1.so.5.0.0: cannot open shared object file: "
              "No such file or directory")
     assert blame(plan, Failure("import", "scipy.linalg", "scipy", error)) == (f"cli-remove-1 ({SITE}/scipy.libs)",)
+
+
+@pytest.mark.parametrize("how", ["from", "from partially initialized module"])
+def test_cannot_import_name_is_blamed_on_the_submodule_removed_first(how: str) -> None:
+    # Twisted's symptom: the kept twisted/test/__init__.py runs "from twisted.test import
+    # proto_helpers" and proto_helpers.py was staged. The line names the kept __init__.py
+    # (never staged) and other staged __init__.py files share its name: the missing submodule
+    # decides, before paths and file names.
+    files = {
+        "twisted": ["twisted/__init__.py", "twisted/test/__init__.py", "twisted/test/proto_helpers.py",
+                    "twisted/test/test_x.py"],
+        "constantly": ["constantly/__init__.py", "constantly/test/__init__.py"],
+        "hyperlink": ["hyperlink/__init__.py", "hyperlink/test/__init__.py"],
+    }
+    plan = _plan(files, [
+        _action("constantly/test", "tests", "constantly", "dir"),
+        _action("hyperlink/test", "tests", "hyperlink", "dir"),
+        _action("twisted/test/proto_helpers.py", "tests", "twisted"),
+        _action("twisted/test/test_x.py", "tests", "twisted"),
+    ])
+    error = (f"ImportError: cannot import name 'proto_helpers' {how} 'twisted.test'"
+             + (" (most likely due to a circular import)" if "partially" in how else "")
+             + f" ({ROOT}/{SITE}/twisted/test/__init__.py)")
+    assert blame(plan, Failure("import", "twisted.test", "twisted", error)) == (
+        f"tests ({SITE}/twisted/test/proto_helpers.py)",)
+    # The same name as a package directory staged whole.
+    plan = _plan({"pkg": ["pkg/__init__.py", "pkg/sub/__init__.py", "pkg/sub/x/__init__.py",
+                          "pkg/sub/x/a.py", "pkg/other.py"]}, [
+        _action("pkg/other.py", "cli-remove-1", "pkg"),
+        _action("pkg/sub/x", "tests", "pkg", "dir"),
+    ])
+    error = f"ImportError: cannot import name 'x' {how} 'pkg.sub' ({ROOT}/{SITE}/pkg/sub/__init__.py)"
+    assert blame(plan, Failure("import", "pkg.sub", "pkg", error)) == (f"tests ({SITE}/pkg/sub/x)",)

@@ -99,6 +99,7 @@ _DATA_PKG = {
     "jitkit/examples/demo.txt": "an example the package lists at run time\n",
     "jitkit/tests/data/reference.json": '{"expected": 1}\n',
     "jitkit/tests/test_jit.py": "def test_ok():\n    assert True\n" * 20,
+    "jitkit/tests/data/unnamed.json": '{"unused": 1}\n' * 20,
     # Named by nothing: these go.
     "jitkit/unused.pyx": "def f(): pass\n" * 50,
     "jitkit/docs/guide.txt": "documentation nobody reads at run time\n" * 50,
@@ -115,12 +116,17 @@ def test_files_the_owning_distribution_reads_stay(fresh_venv: Callable[..., Path
     add_dist(env, "jitkit", _DATA_PKG)
     report = _report(_prune(env, profile, _DATA_CHECK))
     pkg = env / SITE / "jitkit"
-    for kept in ("driver.c", "rt/a.h", "rt/b.h", "examples/demo.txt", "tests/data/reference.json"):
+    # tests/'s Python modules stay with tests/data/reference.json, which evidence keeps: a
+    # directory a directory rule matched is never split (see the half-package tests below);
+    # data nothing names still goes.
+    for kept in ("driver.c", "rt/a.h", "rt/b.h", "examples/demo.txt", "tests/data/reference.json",
+                 "tests/test_jit.py"):
         assert (pkg / kept).exists(), kept
-    for gone in ("unused.pyx", "docs/guide.txt", "tests/test_jit.py"):
+    for gone in ("unused.pyx", "docs/guide.txt", "tests/data/unnamed.json"):
         assert not (pkg / gone).exists(), gone
     kinds = {g["saved_by"] for g in report["kept_on_evidence"] if g["distribution"] == "jitkit"}
-    assert kinds == {"evidence:file-name", "evidence:extension", "evidence:directory"}, kinds
+    assert kinds == {"evidence:file-name", "evidence:extension", "evidence:directory",
+                     "evidence:same-package"}, kinds
     assert report["totals"]["bytes_removed"] > 0
     subprocess.run([str(env / "bin" / "python"), "-c", "import jitkit"], check=True)
 
@@ -162,6 +168,82 @@ def test_test_code_and_code_that_cannot_locate_files_are_no_evidence(tmp_path: P
     for rel in ("helper.c", "inc/y.h", "examples", "tests"):
         assert f"{SITE}/quiet/{rel}" in gone, (rel, sorted(gone))
     assert not [k for k in plan.kept if k.saved_by.startswith("evidence")]
+
+
+# ------------------------------------- kind A: evidence never leaves half a package
+
+# twisted's mechanism (Twisted 25/26): twisted/plugin.py names "__init__.py" and
+# twisted/web/tap.py names "server.pem"; twisted/test/__init__.py does
+# ``from twisted.test import proto_helpers``. Evidence kept the __init__ and server.pem while
+# the tests rule removed proto_helpers.py: ``import twisted.test`` failed, the run rolled back.
+_HALF_PKG = {
+    "circkit/__init__.py": "",
+    "circkit/plugin.py": "import os\nHERE = os.path.dirname(__file__)\n"
+                         "def is_package(d):\n    return os.path.exists(os.path.join(d, '__init__.py'))\n",
+    "circkit/tap.py": "import os\nCERT = os.path.join(os.path.dirname(__file__), 'test', 'server.pem')\n",
+    "circkit/test/__init__.py": "from circkit.test import proto_helpers\n",
+    "circkit/test/proto_helpers.py": "class StringTransport:\n    pass\n" * 10,
+    "circkit/test/server.pem": "-----BEGIN CERTIFICATE-----\n" * 10,
+    "circkit/test/test_proto.py": "def test_ok():\n    assert True\n" * 10,
+    # Names only generic file names: its test suite goes whole.
+    "genkit/__init__.py": "import os\nHERE = os.path.dirname(__file__)\n"
+                          "MARKERS = ['__init__.py', '__main__.py', 'conftest.py', 'setup.py', 'py.typed',"
+                          " '__pycache__']\n",
+    "genkit/tests/__init__.py": "from genkit.tests import helpers\n",
+    "genkit/tests/helpers.py": "X = 1\n" * 50,
+    "genkit/tests/conftest.py": "import genkit\n",
+    "genkit/tests/test_gen.py": "def test_ok():\n    assert True\n" * 10,
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_evidence_never_leaves_half_a_package(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """A file evidence keeps inside tests/ keeps every Python module there (never a kept
+    ``__init__.py`` whose modules went; what those import, the import check keeps); a
+    generic name (``"__init__.py"``) is no evidence."""
+    env = fresh_venv()
+    add_dist(env, "circkit", {k: v for k, v in _HALF_PKG.items() if k.startswith("circkit/")})
+    add_dist(env, "genkit", {k: v for k, v in _HALF_PKG.items() if k.startswith("genkit/")})
+    report = _report(_prune(env, profile, "python -c 'import circkit.test, genkit'"))
+    assert report["totals"]["bytes_removed"] > 0
+    site = env / SITE
+    for kept in ("__init__.py", "proto_helpers.py", "server.pem", "test_proto.py"):
+        assert (site / "circkit" / "test" / kept).exists(), kept
+    assert not (site / "genkit" / "tests").exists(), "generic names keep nothing"
+    assert any(g["saved_by"] == "evidence:same-package" and g["distribution"] == "circkit"
+               for g in report["kept_on_evidence"]), report["kept_on_evidence"]
+    subprocess.run([str(env / "bin" / "python"), "-c",
+                    "import circkit.test; assert circkit.test.proto_helpers.StringTransport"], check=True)
+
+
+@pytest.mark.parametrize("profile", ("safe",) + PROFILES)
+def test_twisted_after_pruning(fresh_venv: Callable[..., Path], profile: str) -> None:
+    """The real case: Twisted's test package stays importable (its __init__ imports
+    proto_helpers) and the reactor still loads."""
+    env = fresh_venv(["twisted==26.10.0"])
+    check = "python -c 'import twisted.test; from twisted.internet import reactor'"
+    report = _report(_prune(env, profile, check))
+    assert report["totals"]["bytes_removed"] > 0
+    subprocess.run([str(env / "bin" / "python"), "-c", check.split(" -c ", 1)[1].strip("'")], check=True)
+
+
+def test_generic_file_names_are_no_evidence() -> None:
+    """``"__init__.py"``, ``"conftest.py"``, ``"py.typed"``... name no particular file, bare or
+    as a path's end; a specific name still is evidence."""
+    from prune.evidence import Candidate, find_evidence
+
+    code = {"kit": [("site/kit/plugin.py", "kit/plugin.py")]}
+    source = (b"import os\nHERE = os.path.dirname(__file__)\n"
+              b"N = ['__init__.py', 'conftest.py', 'py.typed', '__main__.py', 'setup.py', 'x/__init__.py',"
+              b" 'fixture.json', '*.py']\n")
+    generic = ["kit/tests/__init__.py", "kit/tests/conftest.py", "kit/tests/py.typed",
+               "kit/tests/__main__.py", "kit/tests/setup.py", "kit/x/__init__.py"]
+    candidates = [Candidate(g, "kit", "tests", "kit/tests") for g in generic]
+    candidates += [Candidate("kit/tests/fixture.json", "kit", "tests", "kit/tests"),
+                   Candidate("kit/mod.pyi", "kit", "type-stubs")]
+    found = find_evidence(candidates, code, lambda p: source if p == "site/kit/plugin.py" else b"")
+    assert sorted(found) == [len(generic)], found
+    assert found[len(generic)].kind == "file-name"
 
 
 # --------------------------------------------------------------------------- kind B: share/

@@ -738,3 +738,44 @@ def test_distribution_kept_by_keep_pattern_or_saved_tests_dir_says_why() -> None
         assert not [r for r in reasons.values() if "--keep-dist" in r], reasons
         assert "pip/" in reasons["pip"] and "keep rule" in reasons["pip"], reasons
         assert "app/tests/__init__.py imports pytest" in reasons["pytest (standard)"], reasons
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence never leaves half a package (issue 15, kind A: Twisted's twisted/test/__init__.py
+# kept because plugin.py names "__init__.py", its proto_helpers.py removed by the tests rule).
+
+_ANCHOR_FILES = ("__init__.py", "helpers.py", "test_core.py", "sub/__init__.py", "sub/test_sub.py",
+                 "_ext.cpython-311-x86_64-linux-gnu.so", "data.json", "server.pem", "sub/fixture.txt")
+_GENERIC = ("__init__.py", "__main__.py", "conftest.py", "setup.py", "py.typed", "__pycache__")
+
+
+@SETTINGS
+@given(anchor=st.sampled_from(["tests", "test", "docs", "examples"]),
+       present=st.sets(st.sampled_from(_ANCHOR_FILES), min_size=1),
+       named=st.lists(st.sampled_from(_ANCHOR_FILES + _GENERIC + tuple(f"sub/{g}" for g in _GENERIC)),
+                      max_size=4),
+       profile=st.sampled_from(PROFILES))
+def test_evidence_never_keeps_half_a_package(anchor: str, present: set[str], named: list[str],
+                                             profile: str) -> None:
+    """Inside a directory a directory rule matched, the Python modules all stay or all go:
+    never a kept ``__init__.py`` whose sibling modules are removed, nor a kept module whose
+    package's ``__init__`` went. A literal naming only generic names keeps nothing."""
+    files: dict[str, str | bytes] = {
+        "hk/__init__.py": "",
+        "hk/loader.py": "import os\nHERE = os.path.dirname(__file__)\nNAMES = [" +
+                        ", ".join(repr(n) for n in named) + "]\n",
+    }
+    for f in present:
+        files[f"hk/{anchor}/{f}"] = "X = 1\n" if f.endswith(".py") else "data\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_venv_tree(Path(tmp) / "v")
+        add_dist(root, "hk", files)
+        plan = plan_for(root, profile)
+        paths = [f"{SITE}/hk/{anchor}/{f}" for f in sorted(present)]
+        if not any(covered(p, plan) for p in paths):
+            return  # the profile has no rule for this directory
+        modules = [p for p in paths if p.endswith((".py", ".so"))]
+        gone = {p for p in modules if covered(p, plan)}
+        assert not gone or gone == set(modules), (named, sorted(gone), [a.path for a in plan.actions])
+        if all(n.rpartition("/")[2] in _GENERIC for n in named):
+            assert not [k for k in plan.kept if k.saved_by.startswith("evidence")], plan.kept
