@@ -185,6 +185,10 @@ def _write_journal(sdir: Path, data: dict[str, Any], *, durable: bool = True) ->
 
 def _rmtree(path: Path) -> None:
     def onerror(func: Callable[..., Any], p: str, exc: Any) -> None:
+        # Gone already: a stash deletion's rm processes outlive a ``kill -9`` of their parent
+        # and may still be deleting while ``recover`` finishes the same commit.
+        if isinstance(exc[1] if isinstance(exc, tuple) else exc, FileNotFoundError):
+            return
         # Read-only files and directories (some wheels ship them) must still go.
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(p), 0o700)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable, Optional
@@ -158,6 +159,33 @@ def fresh_venv(venvs: VenvFactory, tmp_path: Path) -> Callable[..., Path]:
         return venvs.fresh(requirements, tmp_path / f"env{counter[0]}", **kw)
 
     return make
+
+
+def wait_group_gone(pgid: int, timeout: float = 60) -> None:
+    """Wait until no live process is left in process group ``pgid`` (Linux ``/proc``).
+
+    ``killpg(SIGKILL)`` plus ``wait()`` reaps the leader only: its children (the rm processes
+    that delete a stash, 16 at once) may still be finishing the unlink they were in, so a tree
+    read right away can lose an entry under the reader. Zombies do not count.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(os.path.join(entry.path, "stat"), "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                alive.append(entry.name)
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process group {pgid} still has {alive} after {timeout:g}s")
+        time.sleep(0.01)
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, int, str]]:

@@ -138,11 +138,16 @@ class BuildFailed(Exception):
 
 def build(context: Path, tag: str, *, target: Optional[str] = None, dockerfile: Optional[Path] = None,
           timeout: float = 1800) -> str:
-    """``DOCKER_BUILDKIT=0 docker build --network host``; returns the build's output.
+    """``DOCKER_BUILDKIT=0 docker build --no-cache --network host``; returns the build's output.
+
+    ``--no-cache``: every step runs, so its output is there to check. An engine that keeps its
+    images between runs (a CI machine) otherwise answers a step whose Dockerfile line and context
+    are unchanged from its cache and prints nothing for it: the pyz example's prune step, with a
+    pyz unchanged by a README-only commit, said nothing at all.
 
     :raises BuildFailed: the build failed (the message holds the last 60 lines).
     """
-    cmd = ["docker", "build", "--force-rm", "--network", "host", "-t", tag]
+    cmd = ["docker", "build", "--no-cache", "--force-rm", "--network", "host", "-t", tag]
     if target:
         cmd += ["--target", target]
     if dockerfile is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from conftest import tree_digest
+from conftest import tree_digest, wait_group_gone
 
 VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
 Digest = dict[str, tuple[str, int, str]]
@@ -81,6 +81,7 @@ def kill_once(argv: list[str], state: Path, kill: Kill, *, env: Optional[dict[st
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
+    wait_group_gone(proc.pid)
     if proc.returncode == 0:
         return "finished", 0
     hit = journal_state(state) or ("no-journal" if not os.path.lexists(state) else "state-dir-without-journal")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from conftest import tree_digest
+from conftest import tree_digest, wait_group_gone
 from synth import add_dist, make_venv_tree
 
 VENV_PRUNE = Path(sys.executable).parent / "venv-prune"
@@ -159,6 +159,7 @@ def kill_and_recover(big: Env, extra: tuple[str, ...], delay: float, *, in_trans
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=120)
+    wait_group_gone(proc.pid)
     if proc.returncode == 0:
         interrupted = "finished"
     else:
