@@ -1,0 +1,14 @@
+"""Sizes as people read them, shared by every renderer (and by ``graph``, ``libs``, bytecode)."""
+
+from __future__ import annotations
+
+__all__ = ["human_bytes"]
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in binary units: ``"512 B"``, ``"1.5 KiB"``, ..., at most GiB (``"2048.0 GiB"``)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
