@@ -7,8 +7,10 @@ __all__ = ["human_bytes"]
 
 def human_bytes(n: float) -> str:
     """``n`` bytes in binary units: ``"512 B"``, ``"1.5 KiB"``, ..., at most GiB (``"2048.0 GiB"``)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if abs(n) < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB"):
         n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"
