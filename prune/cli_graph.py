@@ -1,24 +1,34 @@
 """``venv-prune graph PATH``: the distribution graph, its roots, and what could go and why.
 
 Read-only. The decisions shown are exactly the ones a prune with the same profile and roots
-would make (:func:`prune.graph.decide_distributions`); this command only renders them.
+would make: they are the dry-run plan's own (:func:`prune.plan.build_plan`, which asks
+:func:`prune.graph.decide_distributions` with the import and run evidence it finds); this
+command only renders them, with the graph around them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .errors import UsageError
-from .graph import GraphDecision, decide_distributions, project_name, roots_from_requirements
-from .imports import is_evidence_file, module_name_for, required_modules
+from .graph import (
+    Edge,
+    Graph,
+    GraphDecision,
+    candidates_in,
+    decide_distributions,
+    project_name,
+    roots_from_requirements,
+)
 from .model import Inventory
+from .profiles import Knowledge, Profile
 
-__all__ = ["distribution_imports", "distribution_sizes", "graph_command"]
+__all__ = ["distribution_sizes", "graph_command", "planned_decision"]
 
 _ROOT_SOURCES = {
     "explicit": "named explicitly",
@@ -36,30 +46,44 @@ def distribution_sizes(inventory: Inventory) -> dict[str, int]:
     return sizes
 
 
-def distribution_imports(inventory: Inventory) -> dict[str, list[tuple[str, str]]]:
-    """distribution -> ``(required module, file)`` for every Python file it owns.
+def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str],
+                     knowledge: Knowledge) -> GraphDecision:
+    """The distribution decisions a prune of ``inventory`` with ``profile`` and ``roots``
+    would make, with the graph, roots and candidates they came from.
 
-    Optional imports (``try: import x except ImportError``) and ``if TYPE_CHECKING:``
-    imports do not count (:func:`prune.imports.required_modules`). Files only tests or builds
-    run are skipped (:func:`prune.imports.is_evidence_file`), as in the prune plan.
+    The decisions are the dry-run plan's (:func:`prune.plan.build_plan`): the same import and
+    run evidence, the same distributions kept whole (an unreadable RECORD, a kept file), the
+    same rounds. The roots, their source and the graph do not depend on that evidence, so
+    they come from :func:`prune.graph.decide_distributions` without it, which also checks the
+    root names first (one line naming a mistyped one). A profile that needs a trace
+    (minimal) is planned without one, as this command takes none: a distribution only a
+    trace would keep is shown removed. A plan removing every distribution installed by
+    name, which a prune refuses, is shown as planned.
+
+    :raises UsageError: a root is not installed.
     """
-    sites = sorted(inventory.env.site_packages, key=len, reverse=True)
-    result: dict[str, set[tuple[str, str]]] = {}
-    for fe in inventory.files:
-        if fe.owner is None or fe.is_link or not fe.path.endswith(".py"):
-            continue
-        if not is_evidence_file(fe.path):
-            continue
-        rel = next((fe.path[len(s) + 1:] for s in sites if s and fe.path.startswith(s + "/")),
-                   fe.path)
-        named = module_name_for(rel) or ("", False)
-        try:
-            source = (inventory.env.root / fe.path).read_bytes()
-        except OSError:
-            continue
-        for module in required_modules(source, named[0], named[1]):
-            result.setdefault(fe.owner, set()).add((module, fe.path))
-    return {name: sorted(pairs) for name, pairs in result.items()}
+    from dataclasses import replace
+
+    from .plan import PlanOptions, build_plan
+
+    outline = decide_distributions(
+        inventory.distributions,
+        marker_env=inventory.env.marker_environment(),
+        roots=list(roots) or None,
+        removable=profile.remove_distributions,
+        dev_tools=dict(knowledge.dev_tools) if profile.remove_dev_tools else None,
+        sizes=distribution_sizes(inventory),
+        dev_extras=knowledge.dev_extras,
+        lists_remove_requested=profile.lists_remove_requested,
+    )
+    planned = replace(profile, requires_trace=False) if profile.requires_trace else profile
+    # force: the plan is shown even where a prune would refuse it (it removes every
+    # distribution installed by name); without --remove-dist it changes nothing else.
+    options = PlanOptions(roots=tuple(roots) or None, force=True)
+    decisions = build_plan(inventory, planned, options, knowledge=knowledge).distributions
+    if not decisions:  # the profile removes no whole distribution: every one stays
+        return outline
+    return replace(outline, decisions=decisions, candidates=candidates_in(decisions))
 
 
 def _summary(inventory: Inventory, decision: GraphDecision) -> dict[str, Any]:
@@ -143,7 +167,7 @@ def _render_text(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _tree(data: Mapping[str, Any], graph: Any, *, reverse: bool) -> list[dict[str, Any]]:
+def _tree(data: Mapping[str, Any], graph: Graph, *, reverse: bool) -> list[dict[str, Any]]:
     """The requirement graph as pipdeptree draws it: top-level distributions (nothing
     installed requires them) with what they require below; reversed, the distributions that
     require nothing, with what requires them below. A distribution on its own path is shown
@@ -158,7 +182,7 @@ def _tree(data: Mapping[str, Any], graph: Any, *, reverse: bool) -> list[dict[st
         except InvalidRequirement:
             return requirement
 
-    def node(name: str, edge: Any, path: tuple[str, ...]) -> dict[str, Any]:
+    def node(name: str, edge: Edge | None, path: tuple[str, ...]) -> dict[str, Any]:
         d = dists[name]
         out: dict[str, Any] = {"name": name, "version": d["version"], "remove": d["remove"]}
         if edge is not None:
@@ -278,21 +302,7 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
         own = project_name(requirements)
         if own and own in installed:
             root_names.append(own)
-    from .plan import distribution_runs
-
-    knowledge = load_knowledge()
-    decision = decide_distributions(
-        inventory.distributions,
-        marker_env=marker_env,
-        roots=root_names or None,
-        removable=chosen.remove_distributions,
-        dev_tools=dict(knowledge.dev_tools) if chosen.remove_dev_tools else None,
-        imports=distribution_imports(inventory),
-        runs=distribution_runs(inventory),
-        sizes=distribution_sizes(inventory),
-        dev_extras=knowledge.dev_extras,
-        lists_remove_requested=chosen.lists_remove_requested,
-    )
+    decision = planned_decision(inventory, chosen, root_names, load_knowledge())
     data = _summary(inventory, decision)
     if tree or reverse:
         nodes = _tree(data, decision.graph, reverse=reverse)

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from prune.errors import UsageError
 from prune.graph import (
     build_graph,
+    candidates_in,
     decide_distributions,
-    is_dev_tool,
+    dev_tool_reasons,
     project_name,
     roots_from_requirements,
 )
@@ -417,9 +418,9 @@ def test_notebook_servers_and_kernels_are_not_development_tools() -> None:
     names = _dev_tools()
     for app in ("jupyter-kernel-gateway", "ipykernel", "notebook", "jupyterlab", "jupyter",
                 "jupyter-server", "jupyter-client", "jupyterlab-server", "voila"):
-        assert not is_dev_tool(app, names), app
+        assert app not in dev_tool_reasons([app], names), app
     for tool in ("pytest", "pytest-cov", "mypy", "black", "ruff", "coverage", "flake8"):
-        assert is_dev_tool(tool, names), tool
+        assert tool in dev_tool_reasons([tool], names), tool
 
 
 def test_imports_keep_to_a_fixpoint() -> None:
@@ -497,11 +498,13 @@ def test_unknown_and_conflicting_names() -> None:
         decide_distributions(dists, marker_env=ENV, keep=["werkzeug"], remove=["werkzeug"])
 
 
-def test_is_dev_tool() -> None:
-    assert is_dev_tool("pytest-cov", ["pytest-*"])
-    assert is_dev_tool("types-requests", ["types_*"])
-    assert is_dev_tool("django-stubs", ["*-stubs"])
-    assert not is_dev_tool("pytest", ["pytest-*"])
+def test_dev_tool_patterns_match_canonical_names() -> None:
+    names = ["pytest-cov", "types-requests", "django-stubs", "pytest", "django"]
+    assert dev_tool_reasons(names, ["pytest-*", "types_*", "*-stubs"]) == {
+        "pytest-cov": "", "types-requests": "", "django-stubs": ""}
+    # The first matching pattern gives the reason.
+    assert dev_tool_reasons(["pytest-cov"], {"pytest-*": "a plugin", "pytest*": "other"}) == {
+        "pytest-cov": "a plugin"}
 
 
 # --- invariant 6 as a property --------------------------------------------------------------
@@ -543,6 +546,8 @@ def test_nothing_kept_requires_something_removed(
     assert set(roots or ()).isdisjoint(gone)
     assert [d.name for d in decision.decisions] == sorted(installed)
     assert all(d.reason for d in decision.decisions)
+    # The graph command reads the candidates back from a plan's decisions.
+    assert candidates_in(decision.decisions) == decision.candidates
     if roots is None:
         # Without explicit roots, only dev tools, removable ones and what they alone need go.
         seeds = set(dev) | {"d1"}
@@ -637,22 +642,30 @@ def test_devtools_data_is_valid() -> None:
     assert "pluggy" not in names and "mypy-extensions" not in names
 
 
-def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
-    from prune.env import locate
+def _required_imports(inv: Any) -> dict[str, list[tuple[str, str]]]:
+    """distribution -> (module, file) for every import its Python files cannot do without
+    (the evidence ``imports`` of decide_distributions, from every file)."""
     from prune.imports import module_name_for, required_modules
-    from prune.scan import scan
 
-    root = venvs.pristine(LEAK)  # type: ignore[attr-defined]
-    env = locate(root)
-    inv = scan(env)
     imports: dict[str, list[tuple[str, str]]] = {}
     for fe in inv.files:
         if fe.owner and fe.path.endswith(".py"):
             rel = fe.path.split("site-packages/", 1)[-1]
             named = module_name_for(rel) or ("", False)
-            data = (env.root / fe.path).read_bytes()
+            data = (inv.env.root / fe.path).read_bytes()
             for module in required_modules(data, *named):
                 imports.setdefault(fe.owner, []).append((module, fe.path))
+    return imports
+
+
+def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
+    from prune.env import locate
+    from prune.scan import scan
+
+    root = venvs.pristine(LEAK)  # type: ignore[attr-defined]
+    env = locate(root)
+    inv = scan(env)
+    imports = _required_imports(inv)
     sizes: dict[str, int] = {}
     for fe in inv.files:
         if fe.owner:
@@ -674,6 +687,7 @@ def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
     assert implicit.root_source == "requested"
     assert set(implicit.roots) == {"flask", "gunicorn"}
     assert {"pytest", "mypy", "black", "ipython"} <= set(implicit.candidates)
+    assert candidates_in(implicit.decisions) == implicit.candidates
     assert all(implicit.decision(n).bytes > 0 for n in ("pytest", "mypy"))  # type: ignore[union-attr]
     assert set(implicit.kept) == FLASK_SIDE
     # Standard: installed by name, so kept, each with its size and the option that removes it.
@@ -713,13 +727,12 @@ def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
 
 
 def test_fs_real_venv_keeps_setuptools(venvs: object) -> None:
-    from prune.cli_graph import distribution_imports
     from prune.env import locate
     from prune.scan import scan
 
     env = locate(venvs.pristine(["fs", "setuptools<70"]))  # type: ignore[attr-defined]
     inv = scan(env)
-    imports = distribution_imports(inv)
+    imports = _required_imports(inv)
     assert any(m == "pkg_resources" and f.endswith("fs/__init__.py") for m, f in imports["fs"])
     for roots in (None, ["fs"]):
         for dev in (None, _dev_tools()):
@@ -736,3 +749,58 @@ def test_fs_real_venv_keeps_setuptools(venvs: object) -> None:
                                     removable=["setuptools"], imports=imports)
     reason = decision.decision("setuptools").reason  # type: ignore[union-attr]
     assert reason.startswith("kept: fs 2.4.16 imports pkg_resources (lib/python")
+
+
+# --- the graph command shows the prune's own decisions -------------------------------------
+
+
+def _venv_prune(*args: str) -> dict[str, Any]:
+    """Run the installed console script with ``--format json``; its JSON output."""
+    script = Path(sys.executable).parent / "venv-prune"
+    proc = subprocess.run([str(script), *args, "--format", "json"], capture_output=True,
+                          text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def _graph_and_prune_decisions(root: Path, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """name -> (remove, reason, chain) as ``venv-prune graph`` shows it and as a dry run
+    plans it."""
+    shown = _venv_prune("graph", str(root), *args)["distributions"]
+    planned = _venv_prune(str(root), "--dry-run", "-q", *args)["distribution_decisions"]
+    return ({d["name"]: (d["remove"], d["reason"], d["chain"]) for d in shown},
+            {d["name"]: (d["remove"], d["reason"], d["chain"]) for d in planned})
+
+
+@pytest.mark.parametrize(("args", "removes"), [
+    (("--profile", "standard"), set()),  # installed by name; mypy's extra keeps pip
+    (("--profile", "aggressive"), {"pytest", "mypy", "black", "ipython", "pip"}),
+    (("--root", "flask", "--root", "gunicorn"), {"pytest", "mypy", "black", "ipython", "pip"}),
+])
+def test_graph_command_decides_as_the_prune_does(venvs: object, args: tuple[str, ...],
+                                                 removes: set[str]) -> None:
+    """Every distribution's decision, reason and chain in `venv-prune graph` is the dry run's
+    (issue 18: the command gathered import evidence its own way)."""
+    root = venvs.pristine(LEAK)  # type: ignore[attr-defined]
+    shown, planned = _graph_and_prune_decisions(root, *args)
+    assert shown == planned
+    assert len(shown) > len(LEAK)
+    assert removes <= {name for name, (remove, _, _) in shown.items() if remove}
+
+
+def test_graph_command_keeps_a_distribution_whose_record_is_unreadable(tmp_path: Path) -> None:
+    """The prune never removes a distribution whole when its RECORD cannot be read (issue 16);
+    the graph command, deciding on its own, showed such a development tool as removed."""
+    from synth import SITE as SYNTH_SITE
+    from synth import add_dist, make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "app", {"app/__init__.py": "X = 1\n"})
+    add_dist(root, "pytest", {"pytest/__init__.py": "Y = 2\n"}, requested=False)
+    record = next((root / SYNTH_SITE).glob("pytest-*.dist-info")) / "RECORD"
+    record.unlink()
+    record.mkdir()  # unreadable even for root (IsADirectoryError)
+    shown, planned = _graph_and_prune_decisions(root, "--profile", "standard")
+    assert shown == planned
+    assert shown["pytest"][0] is False
