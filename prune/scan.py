@@ -34,7 +34,7 @@ from .record import read_paths, resolve_entries
 if TYPE_CHECKING:
     import importlib_metadata
 
-__all__ = ["scan", "prestart", "STATE_DIR_NAME", "walk_tree"]
+__all__ = ["scan", "prestart", "FindWalk", "STATE_DIR_NAME", "walk_tree"]
 
 #: Name of the directory (inside a venv/prefix root) that holds a run's stash and journal.
 STATE_DIR_NAME = ".venv-prune"
@@ -118,7 +118,7 @@ class _Listing(NamedTuple):
         return [(p, n, link, exe) for paths, sizes, link, exe in self.groups for p, n in zip(paths, sizes)]
 
 
-class _FindWalk:
+class FindWalk:
     """:func:`_walk` done by GNU ``find`` in a process of its own, started before the
     metadata is read so that both run at once.
 
@@ -140,6 +140,7 @@ class _FindWalk:
     _KINDS = {"file": (False, False), "exe": (False, True), "link": (True, False)}
 
     def __init__(self, root: Path, areas: tuple[str, ...], skip: frozenset[str]) -> None:
+        self._walked = (os.fspath(root), areas)
         self._skip = skip
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._dir: Optional[str] = None
@@ -167,6 +168,10 @@ class _FindWalk:
                 cwd=root, stdout=subprocess.DEVNULL, stderr=self._err, stdin=subprocess.DEVNULL)
         except OSError:
             self.close()
+
+    def walks(self, env: Environment) -> bool:
+        """This is a walk of what a scan of ``env`` walks (its root and areas)."""
+        return self._walked == (os.fspath(env.root), env.walk)
 
     def result(self) -> Optional[_Listing]:
         """Files and directories as :func:`_walk` finds them, or None (walk in Python)."""
@@ -386,49 +391,38 @@ def _find_metadata_dirs(env: Environment) -> list[tuple[str, str]]:
     return found
 
 
-# Walks started early by the command line, by (root, walked areas).
-_PRESTARTED: dict[tuple[str, tuple[str, ...]], _FindWalk] = {}
 # What a walk never enters: venv-prune's own state directory.
 _SKIP = frozenset({STATE_DIR_NAME})
 
 
-def _walk_key(env: Environment) -> tuple[str, tuple[str, ...]]:
-    return os.fspath(env.root), env.walk
+def prestart(env: Environment) -> FindWalk:
+    """Start walking ``env`` now, for a later :func:`scan` of it (``scan(env, walk=...)``).
 
-
-def prestart(env: Environment) -> None:
-    """Start walking ``env`` now, for the next :func:`scan` of it in this process.
-
-    The command line calls this before it imports the planner, so that the walk and the
-    imports happen at once. A walk no scan takes is stopped by :func:`discard_prestarted`.
+    The launcher (:mod:`prune._launch`) calls this before it imports the planner, so that the
+    walk and the imports happen at once. The caller owns the walk: a scan of ``env`` takes and
+    closes it; a walk no scan takes must be closed (:meth:`FindWalk.close`).
     """
-    key = _walk_key(env)
-    if key not in _PRESTARTED:
-        _PRESTARTED[key] = _FindWalk(env.root, env.walk, _SKIP)
+    return FindWalk(env.root, env.walk, _SKIP)
 
 
-def discard_prestarted() -> None:
-    """Stop every walk :func:`prestart` began that no scan took."""
-    while _PRESTARTED:
-        _PRESTARTED.popitem()[1].close()
-
-
-def scan(env: Environment, *, progress: Optional[Progress] = None) -> Inventory:
+def scan(env: Environment, *, progress: Optional[Progress] = None, walk: Optional[FindWalk] = None) -> Inventory:
     """Read the environment: distributions, files and owners. Never writes anything.
 
     :param env: from :func:`prune.env.locate`.
     :param progress: called with short status lines for long scans.
+    :param walk: a walk already under way (:func:`prestart`): taken (and closed) when it walks
+        ``env``, else left alone for its owner to close.
     """
     with paused_gc():
-        return _scan(env, progress)
+        return _scan(env, progress, walk if walk is not None and walk.walks(env) else None)
 
 
-def _scan(env: Environment, progress: Optional[Progress]) -> Inventory:
+def _scan(env: Environment, progress: Optional[Progress], walk: Optional[FindWalk]) -> Inventory:
     diags: list[Diagnostic] = []
     if progress:
         progress(f"scanning {env.root}")
     skip = _SKIP
-    finder = _PRESTARTED.pop(_walk_key(env), None) or _FindWalk(env.root, env.walk, skip)
+    finder = walk or FindWalk(env.root, env.walk, skip)
     try:
         distributions = _distributions(env, diags)
         # A file two RECORDs list is the first distribution's (by name): each update

@@ -165,7 +165,7 @@ def test_subcommands_load_only_when_named_and_all_are_listed(synth_env: Path) ->
     assert proc.returncode == 0, proc.stderr
     loaded = set(proc.stdout.splitlines()[-1].split())
     assert "prune.plan" in loaded and "prune.scan" in loaded
-    assert not loaded & {"prune.cli_trace", "prune.cli_pack", "prune.cli_libs", "prune.trace",
+    assert not loaded & {"prune.cli.trace", "prune.cli.pack", "prune.cli.libs", "prune.trace",
                          "prune.pack", "prune.libs"}, loaded
     res = CliRunner().invoke(cli, ["--help"])
     assert all(name in res.output for name in ("graph", "libs", "pack", "trace", "profiles", "recover"))
@@ -212,12 +212,12 @@ def test_an_os_error_no_handler_expected_is_one_line_exit_4(synth_env: Path, mon
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 16, item 6: the last resort at the command-line boundary. Any OSError that no
     specific handler turned into a PruneError is one line naming the path and the error."""
-    import prune.pipeline
+    import prune.pipeline.job
 
     def refuse(*args: object, **kw: object) -> None:
         raise PermissionError(13, "Permission denied", str(synth_env / "lib"))
 
-    monkeypatch.setattr(prune.pipeline, "scan", refuse)
+    monkeypatch.setattr(prune.pipeline.job, "scan", refuse)
     code = main([str(synth_env), "-q"])
     err = capsys.readouterr().err
     assert code == 4

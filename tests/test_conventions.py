@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from conftest import tree_digest
 from synth import add_dist, make_venv_tree
 
-from prune.cli import _progress, cli
+from prune.cli import cli
+from prune.cli._ui import progress_printer
 
 BIN = Path(sys.executable).parent
 VENV_PRUNE = BIN / "venv-prune"
@@ -130,7 +131,7 @@ def test_counter_lines_in_a_log_and_one_rewritten_line_on_a_terminal(monkeypatch
     for tty in (False, True):
         log = Log(tty)
         monkeypatch.setattr(sys, "stderr", log)
-        emit = _progress(quiet=False)
+        emit = progress_printer(quiet=False)
         emit("scanning /opt/venv")
         for i in range(1, 121):
             emit(f"verifying {i}/120")
@@ -141,7 +142,7 @@ def test_counter_lines_in_a_log_and_one_rewritten_line_on_a_terminal(monkeypatch
         else:
             counted = [line for line in text.splitlines() if line.startswith("venv-prune: verifying")]
             assert 10 <= len(counted) <= 12 and counted[-1] == "venv-prune: verifying 120/120"
-    assert _progress(quiet=True) is None
+    assert progress_printer(quiet=True) is None
 
 
 def test_verification_counts_on_stderr(synth_env: Path) -> None:

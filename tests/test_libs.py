@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from test_strip import build_extension, site_packages
 
-from prune.cli_libs import libs_command, render_text
+from prune.cli.libs import libs_command, render_text
 from prune.env import locate
 from prune.errors import EnvironmentNotFound
 from prune.libs import (

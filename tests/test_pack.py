@@ -18,7 +18,7 @@ from conftest import run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prune.cli_pack import pack_command
+from prune.cli.pack import pack_command
 from prune.errors import EnvironmentNotFound, UsageError
 from prune.pack import DEFAULT_EPOCH, pack, resolve_epoch
 

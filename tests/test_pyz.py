@@ -77,7 +77,7 @@ def test_modules_import_on_bare_python(pyz: Path) -> None:
         "import click, packaging.markers, pathspec, importlib_metadata, zipp, tomli, elftools;"
         "pkg = types.ModuleType('prune'); pkg.__path__ = [sys.argv[1] + '/prune'];"
         "sys.modules['prune'] = pkg;"
-        "import prune.strip, prune.pack, prune.libs, prune.cli_pack, prune.cli_libs;"
+        "import prune.strip, prune.pack, prune.libs, prune.cli.pack, prune.cli.libs;"
         "from importlib_metadata import version; print(version('venv-prune'))"
     )
     proc = subprocess.run([python, "-I", "-c", code, str(pyz)], capture_output=True, text=True, check=False)

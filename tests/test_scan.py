@@ -154,11 +154,11 @@ def _hostile_tree(tmp_path: Path) -> Path:
 def test_find_walk_lists_what_the_python_walk_lists(tmp_path: Path, area: str) -> None:
     # find runs beside the metadata reading; what it lists must be what scandir and lstat
     # list: the same files (size, link, executable), directories and skipped state.
-    from prune.scan import STATE_DIR_NAME, _FindWalk, _walk
+    from prune.scan import STATE_DIR_NAME, FindWalk, _walk
 
     root = _hostile_tree(tmp_path)
     skip = frozenset({STATE_DIR_NAME})
-    walked = _FindWalk(root, (area,), skip).result()
+    walked = FindWalk(root, (area,), skip).result()
     assert walked is not None, "GNU find is expected on the test machine"
     files, dirs, diags = _walk(root, (area,), skip)
     assert not diags
@@ -172,14 +172,14 @@ def test_find_walk_lists_what_the_python_walk_lists(tmp_path: Path, area: str) -
 
 def test_a_find_that_fails_or_is_missing_leaves_the_walk_to_python(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from prune.scan import _FindWalk
+    from prune.scan import FindWalk
 
     root = _hostile_tree(tmp_path)
-    assert _FindWalk(root, ("no-such-area",), frozenset()).result() is None
+    assert FindWalk(root, ("no-such-area",), frozenset()).result() is None
     with_find = scan(locate(root))
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "find" else real_which(name))
-    assert _FindWalk(root, ("",), frozenset()).result() is None
+    assert FindWalk(root, ("",), frozenset()).result() is None
     assert scan(locate(root)) == with_find
 
 
@@ -236,26 +236,27 @@ def test_record_paths_are_the_first_fields_csv_reads(text: str) -> None:
 @pytest.mark.skipif(not is_gnu("find"), reason="needs GNU find (busybox/BSD find: the Python walk runs)")
 def test_the_launcher_starts_the_walk_that_scan_then_takes(tmp_path: Path) -> None:
     from prune import _launch
-    from prune.scan import _PRESTARTED, discard_prestarted
 
     root = _hostile_tree(tmp_path)
     env = locate(root)
     for not_a_path in (["--help"], ["profiles"], [str(root / "nope")], []):
-        _launch._prestart(not_a_path)
-    assert not _PRESTARTED
-    _launch._prestart([str(root), "--dry-run"])
-    (walk,) = _PRESTARTED.values()
-    inv = scan(env)
-    assert not _PRESTARTED, "scan takes the walk the launcher started"
-    assert walk._proc is None and walk._dir is None, "and closes it"
+        assert _launch._prestart(not_a_path) is None
+    walk = _launch._prestart([str(root), "--dry-run"])
+    assert walk is not None and walk.walks(env)
+    inv = scan(env, walk=walk)
+    assert walk._proc is None and walk._dir is None, "scan takes the walk it is handed and closes it"
     assert inv == scan(env)
-    # A walk no scan takes (--help after the path, a bad option) is stopped, its output removed.
-    _launch._prestart([str(root)])
-    (walk,) = _PRESTARTED.values()
+    # A walk of another tree is not taken: its owner closes it (the launcher, after the command).
+    walk = _launch._prestart([str(root)])
+    assert walk is not None
     proc, out = walk._proc, walk._dir
     assert proc is not None and out is not None and os.path.isdir(out)
-    discard_prestarted()
-    assert not _PRESTARTED and proc.poll() is not None and not os.path.exists(out)
+    other = locate(make_venv_tree(tmp_path / "other"))
+    assert not walk.walks(other)
+    scan(other, walk=walk)
+    assert walk._proc is proc, "a walk of another tree is left running"
+    walk.close()
+    assert proc.poll() is not None and not os.path.exists(out)
 
 
 @pytest.mark.parametrize("make_unreadable", ["directory", "chmod"])

@@ -1,4 +1,4 @@
-"""Tests for prune/trace.py, prune/_trace_hook and prune/cli_trace.py (issue 5).
+"""Tests for prune/trace.py, prune/_trace_hook and prune/cli/trace.py (issue 5).
 
 Traced runs use real venvs: a child started with sys.executable, multiprocessing workers of
 every start method, ctypes and extension modules, importlib.resources and metadata reads.
@@ -22,7 +22,7 @@ from conftest import VenvFactory, run_python, tree_digest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prune.cli_trace import trace_command
+from prune.cli.trace import trace_command
 from prune.env import Environment, locate
 from prune.errors import TraceError, UsageError
 from prune.trace import (

@@ -1,6 +1,6 @@
 """``venv-prune trace PATH -o FILE [--append] -- CMD [ARGS...]``: record an import trace.
 
-The command object is registered in the main group by prune/cli.py. Bad input raises
+The command object is registered in the main group by prune/cli/main.py. Bad input raises
 :class:`~prune.errors.PruneError` subclasses, which the main group turns into one stderr line;
 the command itself exits with CMD's exit code.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from .env import locate
-from .errors import UsageError
-from .trace import load_trace, run_trace, write_trace
+from ..env import locate
+from ..errors import UsageError
+from ..trace import load_trace, run_trace, write_trace
 
 __all__ = ["trace_command"]
 

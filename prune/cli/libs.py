@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .env import locate
+from ..env import locate
 
 if TYPE_CHECKING:
-    from .libs import MissingLibrary
+    from ..libs import MissingLibrary
 
 __all__ = ["libs_command", "render_json", "render_text"]
 
@@ -74,7 +74,7 @@ def libs_command(path: Path, fmt: str) -> None:
     libstdc++, and CPython's own dependencies). On Debian-like systems each library is
     traced to the package that provides it, so the runtime stage installs exactly those.
     """
-    from .libs import missing_libraries  # pyelftools, imported only for this command
+    from ..libs import missing_libraries  # pyelftools, imported only for this command
 
     missing = missing_libraries(locate(path))
     click.echo(render_json(missing) if fmt == "json" else render_text(missing), nl=False)

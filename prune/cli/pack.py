@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .errors import UsageError
-from .pack import pack
+from ..errors import UsageError
+from ..pack import pack
 
 __all__ = ["pack_command"]
 
