@@ -16,9 +16,7 @@ from typing import Optional
 
 from .errors import EnvironmentNotFound, UsageError
 
-__all__ = ["Environment", "locate", "ENV_KINDS"]
-
-ENV_KINDS = ("venv", "prefix", "site-packages")
+__all__ = ["Environment", "locate"]
 
 _LIB_DIR = re.compile(r"^(?:python|pypy)(\d+)\.(\d+)t?$")
 
@@ -27,8 +25,9 @@ _LIB_DIR = re.compile(r"^(?:python|pypy)(\d+)\.(\d+)t?$")
 class Environment:
     """A Python environment on disk.
 
-    ``root`` is absolute and resolved. ``site_packages`` are POSIX paths relative to ``root``
-    (``""`` when the root itself is the site-packages or ``--target`` directory).
+    ``root`` is absolute and resolved; ``kind`` is ``"venv"``, ``"prefix"`` or
+    ``"site-packages"``. ``site_packages`` are POSIX paths relative to ``root`` (``""`` when
+    the root itself is the site-packages or ``--target`` directory).
     ``python`` is the interpreter that runs this environment, or None when there is none.
     ``walk`` lists the directories (relative to root) that venv-prune may prune inside;
     for a prefix that is only its site-packages, never the standard library.

@@ -18,12 +18,10 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable
-from functools import partial
-from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from . import _tmp
 from ._gc import paused_gc
@@ -34,25 +32,12 @@ from .record import read_paths, resolve_entries
 if TYPE_CHECKING:
     import importlib_metadata
 
-__all__ = ["scan", "prestart", "FindWalk", "STATE_DIR_NAME", "walk_tree"]
+__all__ = ["scan", "prestart", "FindWalk", "STATE_DIR_NAME"]
 
 #: Name of the directory (inside a venv/prefix root) that holds a run's stash and journal.
 STATE_DIR_NAME = ".venv-prune"
 
 Progress = Callable[[str], None]
-
-
-def walk_tree(
-    root: Path, areas: tuple[str, ...], skip: frozenset[str] = frozenset()
-) -> tuple[list[FileEntry], list[str], list[Diagnostic]]:
-    """Walk ``areas`` (relative to root) without following links.
-
-    Returns files (regular files and symlinks of any kind, with their lstat size), real
-    directories, and diagnostics for entries that could not be read. ``skip`` holds
-    relative paths never entered (venv-prune's own state directory).
-    """
-    found, dirs, diags = _walk(root, areas, skip)
-    return [FileEntry(p, size, link, None, exe) for p, size, link, exe in found], dirs, diags
 
 
 _Found = tuple[str, int, bool, bool]  # path, lstat size, is a symlink, is an executable file
@@ -61,8 +46,11 @@ _Found = tuple[str, int, bool, bool]  # path, lstat size, is a symlink, is an ex
 def _walk(
     root: Path, areas: tuple[str, ...], skip: frozenset[str]
 ) -> tuple[list[_Found], list[str], list[Diagnostic]]:
-    """:func:`walk_tree` with plain tuples: a frozen FileEntry is made once per file, by
-    :func:`scan`, when its owner is known."""
+    """Walk ``areas`` (relative to root) without following links: files (regular files and
+    symlinks of any kind, with their lstat size), real directories, and diagnostics for
+    entries that could not be read. ``skip`` holds relative paths never entered (venv-prune's
+    own state directory). Plain tuples: a FileEntry is made once per file, by :func:`scan`,
+    when its owner is known."""
     files: list[_Found] = []
     dirs: list[str] = []
     diags: list[Diagnostic] = []
@@ -233,13 +221,6 @@ def _found(path: str, st: os.stat_result) -> _Found:
     return path, st.st_size, S_ISLNK(mode), S_ISREG(mode) and bool(mode & 0o111)
 
 
-def _read(dist: importlib_metadata.Distribution, name: str) -> Optional[str]:
-    try:
-        return dist.read_text(name)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-
-
 def _version_key(v: str) -> tuple[int, object]:
     from packaging.version import InvalidVersion, Version
 
@@ -252,129 +233,189 @@ def _version_key(v: str) -> tuple[int, object]:
 def _load_distribution(
     env: Environment, site: str, meta_rel: str, diags: list[Diagnostic]
 ) -> Optional[Distribution]:
-    import importlib_metadata
+    """The distribution whose metadata directory (or egg-info file) is ``meta_rel``, in
+    ``site``; None when it has no readable METADATA with a Name (a diagnostic says so)."""
     from packaging.utils import canonicalize_name
 
-    meta_path = env.root / meta_rel
-    if meta_path.is_dir() and not any((meta_path / n).is_file() for n in ("METADATA", "PKG-INFO")):
-        diags.append(
-            Diagnostic("warning", "missing-metadata",
-                       "no METADATA; its files are treated as unowned and its metadata directory is kept",
-                       meta_rel)
-        )
+    meta = _MetadataDir.open(env.root / meta_rel, meta_rel, diags)
+    if meta is None:
         return None
-    dist = importlib_metadata.Distribution.at(meta_path)
-    try:
-        metadata = dist.metadata
-        raw_name = metadata["Name"] if metadata is not None else None
-    except Exception as exc:  # noqa: BLE001 - any broken METADATA is a diagnostic
-        diags.append(Diagnostic("warning", "bad-metadata", f"unreadable METADATA: {exc}", meta_rel))
-        return None
-    if not raw_name:
-        diags.append(
-            Diagnostic("warning", "missing-metadata",
-                       "no METADATA (or no Name in it); its files are treated as unowned", meta_rel)
-        )
-        return None
-    version = metadata["Version"] or ""
-    # What the metadata directory holds, listed once: most distributions lack most of the
-    # optional files, and a failed open costs more than a name lookup. (An egg-info file,
-    # not a directory, is read and seen.)
-    try:
-        present: Optional[frozenset[str]] = frozenset(os.listdir(meta_path))
-    except OSError:
-        present = None
-
-    def read(name: str) -> Optional[str]:
-        return _read(dist, name) if present is None or name in present else None
-
-    files: list[str] = []
-    has_record = True
-    record_error = ""
-    record_text = read("RECORD")
-    if record_text is None and (present is None or "RECORD" in present) and (meta_path / "RECORD").exists():
-        # importlib-metadata turns a PermissionError into "no such file" (issue 16: an
-        # unreadable RECORD read as absent let --remove-dist leave the distribution's files).
-        try:
-            record_text = (meta_path / "RECORD").read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            record_error = getattr(exc, "strerror", None) or str(exc)
-            diags.append(Diagnostic(
-                "warning", "unreadable-record",
-                f"{raw_name}: RECORD cannot be read ({record_error}); which files are its own is "
-                "unknown, so the distribution is kept whole", meta_rel))
-    listed: Optional[list[str]] = None
-    if record_error:
-        pass
-    elif record_text is not None:
-        # RECORD is parsed here rather than through Distribution.files, which stats every
-        # entry to skip missing ones: a second walk of the whole tree on a big environment.
-        try:
-            listed = resolve_entries(site, read_paths(record_text))
-        except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
-            diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", meta_rel))
-    else:
-        try:
-            found = dist.files  # egg-info: installed-files.txt / SOURCES.txt
-            listed = resolve_entries(site, [str(pp) for pp in found]) if found is not None else None
-        except Exception as exc:  # noqa: BLE001
-            diags.append(Diagnostic("warning", "bad-record", f"unreadable file list: {exc}", meta_rel))
-    if record_error:
-        has_record = False
-    elif listed is None:
-        has_record = False
-        diags.append(
-            Diagnostic("info", "no-record",
-                       f"{raw_name} has no RECORD; only files under its top-level names are attributed",
-                       meta_rel)
-        )
-    else:
-        files = listed
-    top_text = read("top_level.txt")
-    top_level = tuple(sorted({t.strip() for t in (top_text or "").splitlines() if t.strip()}))
-    try:
-        # Requires-Dist from the METADATA already parsed (Distribution.requires parses it
-        # again); requires.txt (egg-info) when METADATA names none.
-        requires = tuple(metadata.get_all("Requires-Dist")
-                         or (dist.requires if meta_rel.endswith(".egg-info") else None) or ())
-    except Exception as exc:  # noqa: BLE001
-        diags.append(Diagnostic("warning", "bad-requires", f"unreadable requirements: {exc}", meta_rel))
-        requires = ()
-    try:
-        eps = tuple(
-            sorted((EntryPoint(ep.group, ep.name, ep.value) for ep in dist.entry_points),
-                   key=lambda e: (e.group, e.name))
-        ) if present is None or "entry_points.txt" in present else ()
-    except Exception as exc:  # noqa: BLE001
-        diags.append(Diagnostic("warning", "bad-entry-points", f"unreadable entry_points.txt: {exc}", meta_rel))
-        eps = ()
-    editable = False
-    direct_url = read("direct_url.json")
-    if direct_url:
-        try:
-            editable = bool(json.loads(direct_url).get("dir_info", {}).get("editable", False))
-        except (ValueError, AttributeError):
-            diags.append(Diagnostic("warning", "bad-direct-url", "direct_url.json is not valid JSON", meta_rel))
-    if not editable and (record_text is None or "__editable__" in record_text) and any(
-            f.endswith(".pth") and "__editable__" in f for f in files):
-        editable = True
+    record = meta.record_files(site)
+    files = record.files
     return Distribution(
-        name=canonicalize_name(raw_name),
-        display_name=raw_name,
-        version=version,
+        name=canonicalize_name(meta.name),
+        display_name=meta.name,
+        version=meta.metadata["Version"] or "",
         metadata_dir=meta_rel,
         site=site,
         files=tuple(sorted(set(files))),
-        top_level=top_level,
-        requires=requires,
-        extras=tuple(metadata.get_all("Provides-Extra") or ()),
-        entry_points=eps,
-        requested=read("REQUESTED") is not None,
-        editable=editable,
-        installer=(read("INSTALLER") or "").strip(),
-        has_record=has_record,
-        record_error=record_error,
+        top_level=meta.top_level(),
+        requires=meta.requires(),
+        extras=tuple(meta.metadata.get_all("Provides-Extra") or ()),
+        entry_points=meta.entry_points(),
+        requested=meta.read("REQUESTED") is not None,
+        editable=meta.editable(record),
+        installer=(meta.read("INSTALLER") or "").strip(),
+        has_record=record.has_record,
+        record_error=record.error,
     )
+
+
+class _Record(NamedTuple):
+    """What a distribution's RECORD (or egg-info file list) says it owns."""
+
+    #: Paths relative to the environment's root (empty when unknown).
+    files: list[str]
+    #: The file list was read; False: only files under the top-level names are attributed.
+    has_record: bool
+    #: Why RECORD could not be read ("" when it could): the distribution is kept whole.
+    error: str
+    #: RECORD's text, or None.
+    text: Optional[str]
+
+
+class _MetadataDir:
+    """One distribution's metadata, read through importlib-metadata, each file at most once.
+
+    Every problem becomes a diagnostic in ``diags`` (never an exception): the distribution is
+    then read as far as its metadata allows.
+    """
+
+    def __init__(self, dist: importlib_metadata.Distribution, path: Path, rel: str, metadata: Any,
+                 name: str, diags: list[Diagnostic]) -> None:
+        self.dist = dist
+        self.path = path
+        self.rel = rel
+        self.metadata = metadata
+        self.name = name
+        self.diags = diags
+        # What the metadata directory holds, listed once: most distributions lack most of the
+        # optional files, and a failed open costs more than a name lookup. (An egg-info file,
+        # not a directory, is read and seen.)
+        try:
+            self.present: Optional[frozenset[str]] = frozenset(os.listdir(path))
+        except OSError:
+            self.present = None
+
+    @classmethod
+    def open(cls, path: Path, rel: str, diags: list[Diagnostic]) -> Optional[_MetadataDir]:
+        """The metadata at ``path``, or None (and a diagnostic) without a METADATA that names
+        the distribution."""
+        import importlib_metadata
+
+        if path.is_dir() and not any((path / n).is_file() for n in ("METADATA", "PKG-INFO")):
+            diags.append(Diagnostic(
+                "warning", "missing-metadata",
+                "no METADATA; its files are treated as unowned and its metadata directory is kept", rel))
+            return None
+        dist = importlib_metadata.Distribution.at(path)
+        try:
+            metadata = dist.metadata
+            raw_name = metadata["Name"] if metadata is not None else None
+        except Exception as exc:  # noqa: BLE001 - any broken METADATA is a diagnostic
+            diags.append(Diagnostic("warning", "bad-metadata", f"unreadable METADATA: {exc}", rel))
+            return None
+        if not raw_name:
+            diags.append(Diagnostic("warning", "missing-metadata",
+                                    "no METADATA (or no Name in it); its files are treated as unowned", rel))
+            return None
+        return cls(dist, path, rel, metadata, raw_name, diags)
+
+    def has(self, name: str) -> bool:
+        """The directory may hold ``name`` (True when it could not be listed)."""
+        return self.present is None or name in self.present
+
+    def read(self, name: str) -> Optional[str]:
+        """The text of the metadata file ``name``, or None when it is absent or unreadable."""
+        if not self.has(name):
+            return None
+        try:
+            return self.dist.read_text(name)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+
+    def record_files(self, site: str) -> _Record:
+        """The files RECORD lists (egg-info: installed-files.txt or SOURCES.txt), relative to
+        the environment's root."""
+        text, error = self._record_text()
+        if error:
+            return _Record([], False, error, text)
+        listed: Optional[list[str]] = None
+        if text is not None:
+            # RECORD is parsed here rather than through Distribution.files, which stats every
+            # entry to skip missing ones: a second walk of the whole tree on a big environment.
+            try:
+                listed = resolve_entries(site, read_paths(text))
+            except Exception as exc:  # noqa: BLE001 - malformed RECORD rows must not crash a scan
+                self.diags.append(Diagnostic("warning", "bad-record", f"malformed RECORD: {exc}", self.rel))
+        else:
+            try:
+                found = self.dist.files  # egg-info: installed-files.txt / SOURCES.txt
+                listed = resolve_entries(site, [str(pp) for pp in found]) if found is not None else None
+            except Exception as exc:  # noqa: BLE001
+                self.diags.append(Diagnostic("warning", "bad-record", f"unreadable file list: {exc}", self.rel))
+        if listed is None:
+            self.diags.append(Diagnostic(
+                "info", "no-record", f"{self.name} has no RECORD; only files under its top-level names are attributed",
+                self.rel))
+            return _Record([], False, "", text)
+        return _Record(listed, True, "", text)
+
+    def _record_text(self) -> tuple[Optional[str], str]:
+        """RECORD's text (None when there is none) and why it cannot be read ("" when it can)."""
+        text = self.read("RECORD")
+        if text is None and self.has("RECORD") and (self.path / "RECORD").exists():
+            # importlib-metadata turns a PermissionError into "no such file" (issue 16: an
+            # unreadable RECORD read as absent let --remove-dist leave the distribution's files).
+            try:
+                text = (self.path / "RECORD").read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                error = getattr(exc, "strerror", None) or str(exc)
+                self.diags.append(Diagnostic(
+                    "warning", "unreadable-record",
+                    f"{self.name}: RECORD cannot be read ({error}); which files are its own is "
+                    "unknown, so the distribution is kept whole", self.rel))
+                return None, error
+        return text, ""
+
+    def top_level(self) -> tuple[str, ...]:
+        text = self.read("top_level.txt")
+        return tuple(sorted({t.strip() for t in (text or "").splitlines() if t.strip()}))
+
+    def requires(self) -> tuple[str, ...]:
+        """Requires-Dist from the METADATA already parsed (Distribution.requires parses it
+        again); requires.txt (egg-info) when METADATA names none."""
+        try:
+            return tuple(self.metadata.get_all("Requires-Dist")
+                         or (self.dist.requires if self.rel.endswith(".egg-info") else None) or ())
+        except Exception as exc:  # noqa: BLE001
+            self.diags.append(Diagnostic("warning", "bad-requires", f"unreadable requirements: {exc}", self.rel))
+            return ()
+
+    def entry_points(self) -> tuple[EntryPoint, ...]:
+        if not self.has("entry_points.txt"):
+            return ()
+        try:
+            return tuple(sorted((EntryPoint(ep.group, ep.name, ep.value) for ep in self.dist.entry_points),
+                                key=lambda e: (e.group, e.name)))
+        except Exception as exc:  # noqa: BLE001
+            self.diags.append(Diagnostic("warning", "bad-entry-points", f"unreadable entry_points.txt: {exc}",
+                                         self.rel))
+            return ()
+
+    def editable(self, record: _Record) -> bool:
+        """Installed with ``pip install -e`` (PEP 660): direct_url.json says so, or the files
+        include an ``__editable__`` .pth file."""
+        direct_url = self.read("direct_url.json")
+        if direct_url:
+            try:
+                if bool(json.loads(direct_url).get("dir_info", {}).get("editable", False)):
+                    return True
+            except (ValueError, AttributeError):
+                self.diags.append(Diagnostic("warning", "bad-direct-url", "direct_url.json is not valid JSON",
+                                             self.rel))
+        return (record.text is None or "__editable__" in record.text) and any(
+            f.endswith(".pth") and "__editable__" in f for f in record.files)
 
 
 def _find_metadata_dirs(env: Environment) -> list[tuple[str, str]]:
@@ -444,7 +485,6 @@ def _scan(env: Environment, progress: Optional[Progress], walk: Optional[FindWal
     # Files inside the metadata directory belong to the distribution even if RECORD forgot
     # them (REQUESTED, direct_url.json written after the fact).
     meta_dirs = {d.metadata_dir: d.name for d in distributions}
-    make = partial(tuple.__new__, FileEntry)  # FileEntry(*fields), without a Python call per file
     owned_files: list[FileEntry] = []
     for paths, sizes, link, exe in listing.groups:
         owner_of: list[Optional[str]] = list(map(owners.get, paths))
@@ -453,9 +493,9 @@ def _scan(env: Environment, progress: Optional[Progress], walk: Optional[FindWal
             while True:
                 i = owner_of.index(None, i + 1)
                 owner_of[i] = meta_dirs.get(paths[i].rpartition("/")[0])
-        owned_files += map(make, zip(paths, sizes, repeat(link), owner_of, repeat(exe)))
+        owned_files += FileEntry.many(paths, sizes, owner_of, is_link=link, executable=exe)
     # By path (paths are unique): strings sort faster than the tuples that hold them.
-    owned_files.sort(key=itemgetter(0))
+    owned_files.sort(key=attrgetter("path"))
 
     if progress:
         progress(f"found {len(distributions)} distributions, {len(owned_files)} files")

@@ -531,6 +531,24 @@ WEB = {
 }
 
 
+def _add_server(env: Path, files: dict[str, str], module: str) -> Path:
+    """Install the distribution srv (``files``) with its console script bin/srv, which runs
+    ``module``'s main(), as pip writes one: the entry point in entry_points.txt and the
+    launcher in bin/. Returns the launcher."""
+    from synth import add_dist
+
+    md = add_dist(env, "srv", files, site=rel_site(env), scripts=("srv",))
+    (md / "entry_points.txt").write_text(f"[console_scripts]\nsrv = {module}:main\n")
+    record = md / "RECORD"
+    rows = [f"{md.name}/entry_points.txt,," if row.startswith(f"{md.name}/entry_points.txt,") else row
+            for row in record.read_text().splitlines()]
+    record.write_text("\n".join(rows) + "\n")
+    launcher = env / "bin" / "srv"
+    launcher.write_text(f"#!{env}/bin/python\nimport sys\nfrom {module} import main\nsys.exit(main())\n")
+    launcher.chmod(0o755)
+    return launcher
+
+
 def test_minimal_keeps_a_root_and_its_script_that_no_trace_reached(fresh_venv: Any,
                                                                    tmp_path: Path) -> None:
     # Case 8: a trace that exercised only the web app let minimal remove the whole server
@@ -539,11 +557,8 @@ def test_minimal_keeps_a_root_and_its_script_that_no_trace_reached(fresh_venv: A
     from synth import add_dist
 
     env = fresh_venv()
-    site = rel_site(env)
-    add_dist(env, "webapp", WEB, site=site)
-    add_dist(env, "srv", SERVER, site=site, scripts=("srv",))
-    launcher = env / "bin" / "srv"
-    launcher.write_text(f"#!{env}/bin/python\nimport sys\nfrom srv import main\nsys.exit(main())\n")
+    add_dist(env, "webapp", WEB, site=rel_site(env))
+    launcher = _add_server(env, SERVER, "srv")
     out = tmp_path / "trace.json"
     proc = trace(env, out, "python", "-c", "import webapp; print(webapp.hello())", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -562,20 +577,11 @@ def test_a_root_script_the_trace_did_not_run_keeps_its_module_and_imports(fresh_
                                                                           tmp_path: Path) -> None:
     # The trace imported the root's package (srv) but never ran its script's module (srv.cli),
     # which imports srv.util: both stay, so bin/srv still works.
-    from synth import add_dist
-
     env = fresh_venv()
-    site = rel_site(env)
     files = {"srv/__init__.py": "VERSION = 1\n",
              "srv/cli.py": "from srv.util import PORT\n\ndef main():\n    print('serving', PORT)\n    return 0\n",
              "srv/util.py": "PORT = 8000\n", "srv/unused.py": "X = 1\n"}
-    md = add_dist(env, "srv", files, site=site)
-    (md / "entry_points.txt").write_text("[console_scripts]\nsrv = srv.cli:main\n")
-    with (md / "RECORD").open("a") as record:
-        record.write(f"{md.name}/entry_points.txt,,\n")
-    launcher = env / "bin" / "srv"
-    launcher.write_text(f"#!{env}/bin/python\nimport sys\nfrom srv.cli import main\nsys.exit(main())\n")
-    launcher.chmod(0o755)
+    launcher = _add_server(env, files, "srv.cli")
     out = tmp_path / "trace.json"
     assert trace(env, out, "python", "-c", "import srv", cwd=tmp_path).returncode == 0
     run = Pruned(env, "--profile", "minimal", "--keep-from", out)
