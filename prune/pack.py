@@ -201,24 +201,7 @@ def pack(
     """
     compression = _compression(output)
     clamp = resolve_epoch(epoch)
-    if not root.is_dir():
-        raise EnvironmentNotFound(f"{root}: no such directory; pass the tree to pack")
-    for state in (".venv-prune", ".venv-prune-bytecode"):
-        if os.path.lexists(root / state):
-            # An interrupted prune or --bytecode compile: its stash or scratch caches would be
-            # packed as if they were the environment's (issue 16).
-            raise PendingJournal(f"{root}: holds an interrupted run's state ({state}); run "
-                                 f"'venv-prune recover {root}' before packing")
-    prefix = prefix.strip("/")
-    if prefix and any(p in ("", ".", "..") for p in prefix.split("/")):
-        raise UsageError(f"--prefix {prefix}: must be a plain relative path such as opt/venv")
-    real_root = root.resolve()
-    target = output.parent.resolve() / output.name
-    if target == real_root or real_root in target.parents:
-        raise UsageError(f"{output}: lies inside the tree being packed; write it elsewhere")
-    if not target.parent.is_dir():
-        raise UsageError(f"{output}: directory {output.parent} does not exist; create it first")
-
+    real_root, target, prefix = _checked(root, output, prefix)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=target.parent)
     tmp = Path(tmp_name)
     try:
@@ -231,10 +214,7 @@ def pack(
             else:
                 counts = _write(real_root, raw, clamp, prefix)
         os.chmod(tmp, 0o644)
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        digest = _sha256(tmp)
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -252,8 +232,42 @@ def pack(
         files=files,
         bytes=total,
         archive_bytes=target.stat().st_size,
-        sha256=digest.hexdigest(),
+        sha256=digest,
         epoch=clamp,
         stale_bytecode=stale,
     )
+
+
+def _checked(root: Path, output: Path, prefix: str) -> tuple[Path, Path, str]:
+    """The real root, where the archive goes (resolved) and the member prefix, checked.
+
+    :raises EnvironmentNotFound, PendingJournal, UsageError: as :func:`pack` says.
+    """
+    if not root.is_dir():
+        raise EnvironmentNotFound(f"{root}: no such directory; pass the tree to pack")
+    for state in (".venv-prune", ".venv-prune-bytecode"):
+        if os.path.lexists(root / state):
+            # An interrupted prune or --bytecode compile: its stash or scratch caches would be
+            # packed as if they were the environment's (issue 16).
+            raise PendingJournal(f"{root}: holds an interrupted run's state ({state}); run "
+                                 f"'venv-prune recover {root}' before packing")
+    prefix = prefix.strip("/")
+    if prefix and any(p in ("", ".", "..") for p in prefix.split("/")):
+        raise UsageError(f"--prefix {prefix}: must be a plain relative path such as opt/venv")
+    real_root = root.resolve()
+    target = output.parent.resolve() / output.name
+    if target == real_root or real_root in target.parents:
+        raise UsageError(f"{output}: lies inside the tree being packed; write it elsewhere")
+    if not target.parent.is_dir():
+        raise UsageError(f"{output}: directory {output.parent} does not exist; create it first")
+    return real_root, target, prefix
+
+
+def _sha256(path: Path) -> str:
+    """The hex SHA-256 of the file at ``path``, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 

@@ -51,6 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -279,6 +280,32 @@ def parse_trace(text: str, *, source: str = "trace") -> Trace:
         malformed fields (every problem is collected, the first ones are named).
     """
     fix = "re-create it with `venv-prune trace PATH -o FILE -- CMD`"
+    fields = _TraceFields(_trace_data(text, source, fix))
+    commands = fields.commands()
+    modules = fields.modules()
+    dists = fields.distributions()
+    trace = _build(
+        root=fields.string("root"),
+        python_version=fields.string("python_version"),
+        commands=commands,
+        modules=modules,
+        files=fields.paths("files"),
+        dirs=fields.paths("dirs"),
+        libraries=fields.paths("libraries"),
+        distributions=(canonicalize_name(d) for d in dists),
+    )
+    problems = fields.problems
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TraceError(f"{source}: malformed trace: {problems[0]}{more}; {fix}")
+    return trace
+
+
+def _trace_data(text: str, source: str, fix: str) -> dict[str, Any]:
+    """The JSON object of a trace file of this venv-prune's schema.
+
+    :raises TraceError: not JSON, no "schema" key, or another schema.
+    """
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -290,75 +317,78 @@ def parse_trace(text: str, *, source: str = "trace") -> Trace:
             f"{source}: trace schema {data['schema']!r} is not {TRACE_SCHEMA!r}, the one this "
             f"venv-prune reads; {fix}"
         )
-    problems: list[str] = []
+    return data
 
-    def string(key: str) -> str:
-        value = data.get(key, "")
+
+class _TraceFields:
+    """Reads a trace's fields, each checked; a malformed field reads as empty and its
+    problem is appended to ``problems`` (in the order the fields are read)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.problems: list[str] = []
+
+    def string(self, key: str) -> str:
+        value = self.data.get(key, "")
         if not isinstance(value, str):
-            problems.append(f"{key!r} must be a string")
+            self.problems.append(f"{key!r} must be a string")
             return ""
         return value
 
-    def paths(key: str) -> list[str]:
-        value = data.get(key, [])
+    def paths(self, key: str) -> list[str]:
+        value = self.data.get(key, [])
         if not isinstance(value, list):
-            problems.append(f"{key!r} must be a list of paths")
+            self.problems.append(f"{key!r} must be a list of paths")
             return []
         bad = [v for v in value if not _check_path(v)]
         if bad:
-            problems.append(f"{key!r} holds {bad[0]!r}, not a relative POSIX path")
+            self.problems.append(f"{key!r} holds {bad[0]!r}, not a relative POSIX path")
             return []
         return value
 
-    commands: list[TracedCommand] = []
-    raw_commands = data.get("commands", [])
-    if not isinstance(raw_commands, list):
-        problems.append("'commands' must be a list")
-        raw_commands = []
-    for i, c in enumerate(raw_commands):
-        ok = (
-            isinstance(c, dict)
-            and isinstance(c.get("argv"), list)
-            and bool(c["argv"])
-            and all(isinstance(a, str) for a in c["argv"])
-            and isinstance(c.get("cwd"), str)
-            and isinstance(c.get("exit_code"), int)
-            and isinstance(c.get("processes", 0), int)
-        )
-        if not ok:
-            problems.append(f"commands[{i}] needs argv (strings), cwd and exit_code")
-            continue
-        commands.append(
-            TracedCommand(tuple(c["argv"]), c["cwd"], c["exit_code"], c.get("processes", 0))
-        )
-    modules: dict[str, str | None] = {}
-    raw_modules = data.get("modules", {})
-    if not isinstance(raw_modules, dict):
-        problems.append("'modules' must map module names to paths")
-    else:
+    def commands(self) -> list[TracedCommand]:
+        commands: list[TracedCommand] = []
+        raw_commands = self.data.get("commands", [])
+        if not isinstance(raw_commands, list):
+            self.problems.append("'commands' must be a list")
+            raw_commands = []
+        for i, c in enumerate(raw_commands):
+            ok = (
+                isinstance(c, dict)
+                and isinstance(c.get("argv"), list)
+                and bool(c["argv"])
+                and all(isinstance(a, str) for a in c["argv"])
+                and isinstance(c.get("cwd"), str)
+                and isinstance(c.get("exit_code"), int)
+                and isinstance(c.get("processes", 0), int)
+            )
+            if not ok:
+                self.problems.append(f"commands[{i}] needs argv (strings), cwd and exit_code")
+                continue
+            commands.append(
+                TracedCommand(tuple(c["argv"]), c["cwd"], c["exit_code"], c.get("processes", 0))
+            )
+        return commands
+
+    def modules(self) -> dict[str, str | None]:
+        modules: dict[str, str | None] = {}
+        raw_modules = self.data.get("modules", {})
+        if not isinstance(raw_modules, dict):
+            self.problems.append("'modules' must map module names to paths")
+            return modules
         for name, path in raw_modules.items():
             if not name or (path is not None and not _check_path(path)):
-                problems.append(f"module {name!r} has {path!r}, not a relative POSIX path")
+                self.problems.append(f"module {name!r} has {path!r}, not a relative POSIX path")
                 break
             modules[name] = path
-    dists = data.get("distributions", [])
-    if not isinstance(dists, list) or not all(isinstance(d, str) for d in dists):
-        problems.append("'distributions' must be a list of names")
-        dists = []
-    trace = _build(
-        root=string("root"),
-        python_version=string("python_version"),
-        commands=commands,
-        modules=modules,
-        files=paths("files"),
-        dirs=paths("dirs"),
-        libraries=paths("libraries"),
-        distributions=(canonicalize_name(d) for d in dists),
-    )
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise TraceError(f"{source}: malformed trace: {problems[0]}{more}; {fix}")
-    return trace
+        return modules
+
+    def distributions(self) -> list[str]:
+        dists = self.data.get("distributions", [])
+        if not isinstance(dists, list) or not all(isinstance(d, str) for d in dists):
+            self.problems.append("'distributions' must be a list of names")
+            return []
+        return dists
 
 
 def load_trace(path: str | os.PathLike[str]) -> Trace:
@@ -514,30 +544,7 @@ def run_trace(
         hook_dir.mkdir()
         out_dir.mkdir()
         (hook_dir / _HOOK_FILE).write_bytes(_hook_source())
-
-        environ = command_environ(env)
-        old_path = environ.get("PYTHONPATH")
-        environ["PYTHONPATH"] = str(hook_dir) + (os.pathsep + old_path if old_path else "")
-        environ["PYTHONDONTWRITEBYTECODE"] = "1"
-        environ[_ENV_OUT] = str(out_dir)
-        environ[_ENV_ROOT] = str(root)
-        try:
-            proc = subprocess.Popen(argv, cwd=workdir, env=environ)
-        except OSError as exc:
-            raise TraceError(
-                f"{argv[0]}: cannot start the command to trace ({exc.strerror or exc}); "
-                f"check the command, or that it is in {root}/bin"
-            ) from exc
-        try:
-            returncode = proc.wait()
-        except BaseException:
-            # Ctrl-C reaches the whole foreground process group: give CMD time to end.
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            raise
+        returncode = _run_traced(argv, workdir, _traced_environ(env, hook_dir, out_dir), root)
         exit_code = 128 - returncode if returncode < 0 else returncode
         processes, modules, files, dirs, libraries = _collect(out_dir, root)
 
@@ -554,3 +561,39 @@ def run_trace(
     )
     trace = merge(append_to, run) if append_to is not None else run
     return TraceRun(exit_code=exit_code, trace=trace, processes=processes)
+
+
+def _traced_environ(env: Environment, hook_dir: Path, out_dir: Path) -> dict[str, str]:
+    """:func:`command_environ` with the hook first on PYTHONPATH, no bytecode written, and
+    where the hook writes what it records (``out_dir``) and which root it records under."""
+    environ = command_environ(env)
+    old_path = environ.get("PYTHONPATH")
+    environ["PYTHONPATH"] = str(hook_dir) + (os.pathsep + old_path if old_path else "")
+    environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    environ[_ENV_OUT] = str(out_dir)
+    environ[_ENV_ROOT] = str(env.root)
+    return environ
+
+
+def _run_traced(argv: tuple[str, ...], workdir: Path, environ: dict[str, str], root: Path) -> int:
+    """Run the command to its end; its return code (negative: killed by that signal).
+
+    :raises TraceError: the command could not be started.
+    """
+    try:
+        proc = subprocess.Popen(argv, cwd=workdir, env=environ)
+    except OSError as exc:
+        raise TraceError(
+            f"{argv[0]}: cannot start the command to trace ({exc.strerror or exc}); "
+            f"check the command, or that it is in {root}/bin"
+        ) from exc
+    try:
+        return proc.wait()
+    except BaseException:
+        # Ctrl-C reaches the whole foreground process group: give CMD time to end.
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
