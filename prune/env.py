@@ -142,16 +142,12 @@ def _looks_like_site_packages(path: Path) -> bool:
         return False
 
 
-def locate(path: str | os.PathLike[str], *, python: str | os.PathLike[str] | None = None) -> Environment:
-    """Work out what kind of Python environment ``path`` is.
+def _checked_root(given: Path) -> Path:
+    """``given`` resolved, once it is known to be a directory other than the filesystem root.
 
-    :param path: a venv root, a Python prefix such as ``/usr/local``, or a site-packages /
-        ``pip install --target`` directory.
-    :param python: an interpreter to use for verification where the environment has none.
-    :raises EnvironmentNotFound: the path is missing, a file, or not a Python environment.
-    :raises UsageError: the path is the filesystem root.
+    :raises EnvironmentNotFound: missing, or a file.
+    :raises UsageError: the filesystem root.
     """
-    given = Path(path)
     if not os.path.lexists(given):
         raise EnvironmentNotFound(
             f"{given}: no such directory; pass the root of a virtual environment, "
@@ -168,6 +164,20 @@ def locate(path: str | os.PathLike[str], *, python: str | os.PathLike[str] | Non
             f"{given}: refusing to prune the filesystem root; pass the environment's root "
             "directory, e.g. /opt/venv"
         )
+    return root
+
+
+def locate(path: str | os.PathLike[str], *, python: str | os.PathLike[str] | None = None) -> Environment:
+    """Work out what kind of Python environment ``path`` is.
+
+    :param path: a venv root, a Python prefix such as ``/usr/local``, or a site-packages /
+        ``pip install --target`` directory.
+    :param python: an interpreter to use for verification where the environment has none.
+    :raises EnvironmentNotFound: the path is missing, a file, or not a Python environment.
+    :raises UsageError: the path is the filesystem root.
+    """
+    given = Path(path)
+    root = _checked_root(given)
     explicit_python = Path(python) if python is not None else None
     if explicit_python is not None and not (
         explicit_python.exists() and os.access(explicit_python, os.X_OK)
