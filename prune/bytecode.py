@@ -50,14 +50,14 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from . import _tmp
 from ._lock import env_lock
+from ._signals import first_only, handling, raise_interrupt, signal_name, signal_number
 from .env import Environment
 from .errors import Busy, Interrupted, PruneError, UsageError
 from .report import human_bytes
@@ -122,17 +122,8 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
         the caches discarded (or, once placing had begun, all placed); the message says which.
     :raises Busy: another run holds the environment's lock or is compiling it.
     """
-    if env.python is None:
-        raise UsageError(f"{env.root}: no interpreter to byte-compile with; pass --python EXE "
-                         "or use --bytecode drop")
-    if optimize not in (0, 1, 2):
-        raise UsageError(f"--optimize {optimize}: must be 0, 1 or 2")
-    python = str(env.python)
+    python, version = _check_can_compile(env, optimize)
     sites = [p for p in env.site_paths() if p.is_dir()]
-    version = env.python_version or _target_version(python)
-    if version < (3, 8):
-        raise UsageError(f"{env.root}: --bytecode compile needs a Python 3.8+ environment "
-                         f"(this one is {version[0]}.{version[1]}); use --bytecode drop or keep")
     # Measure with the level compiled for: .opt-N.pyc files are read only under -O/-OO.
     flags = _optimize_flags(optimize)
     finish_pending(env)
@@ -141,7 +132,9 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
     modules: list[str] = []
     before_seconds: Optional[float] = None
     # The environment's lock for the whole compile: a second run meanwhile is Busy (exit 75).
-    with env_lock(env.root), _signals_raise():
+    # SIGTERM and SIGINT raise, so that the children are killed and the scratch tree settled
+    # before the run exits; a second signal must not cut that clean-up short.
+    with env_lock(env.root), handling(first_only(raise_interrupt)):
         try:
             if measure and sites:
                 modules = _importable(python, env, sites, flags)
@@ -156,15 +149,9 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
             _remove_scratch(scratch)
         except BaseException as exc:
             placed = _settle(scratch)
-            signum = _signal_of(exc)
-            if signum is None:
+            if not isinstance(exc, KeyboardInterrupt):
                 raise
-            state = ("the bytecode caches had been compiled and are all in place" if placed
-                     else "bytecode compile was stopped and discarded, so no caches were written "
-                          "(Python writes them on first import; run again with --bytecode compile "
-                          "to write them now)")
-            raise Interrupted(f"{signal.Signals(signum).name} after the prune was committed: the prune "
-                              f"is complete; {state}", signum) from exc
+            raise _interrupted(signal_number(exc), placed) from exc
     pyc_after, bytes_after = _snapshot(sites)
     files = sum(1 for path, sig in pyc_after.items() if pyc_before.get(path) != sig)
 
@@ -181,6 +168,35 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
     }
     summary["summary"] = _describe(summary, measured=measure)
     return summary
+
+
+def _check_can_compile(env: Environment, optimize: int) -> tuple[str, tuple[int, int]]:
+    """The interpreter to compile with and its (major, minor).
+
+    :raises UsageError: no interpreter, a Python below 3.8, or ``optimize`` not 0, 1 or 2.
+    """
+    if env.python is None:
+        raise UsageError(f"{env.root}: no interpreter to byte-compile with; pass --python EXE "
+                         "or use --bytecode drop")
+    if optimize not in (0, 1, 2):
+        raise UsageError(f"--optimize {optimize}: must be 0, 1 or 2")
+    python = str(env.python)
+    version = env.python_version or _target_version(python)
+    if version < (3, 8):
+        raise UsageError(f"{env.root}: --bytecode compile needs a Python 3.8+ environment "
+                         f"(this one is {version[0]}.{version[1]}); use --bytecode drop or keep")
+    return python, version
+
+
+def _interrupted(signum: int, placed: bool) -> Interrupted:
+    """What a signal during the compile ends the run with: the prune is complete, and the
+    caches are either all in place or none were written."""
+    state = ("the bytecode caches had been compiled and are all in place" if placed
+             else "bytecode compile was stopped and discarded, so no caches were written "
+                  "(Python writes them on first import; run again with --bytecode compile "
+                  "to write them now)")
+    return Interrupted(f"{signal_name(signum)} after the prune was committed: the prune "
+                       f"is complete; {state}", signum)
 
 
 def scratch_dir(env: Environment) -> Path:
@@ -327,46 +343,6 @@ def _kill_marked(scratch: Path) -> None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
-
-
-class _Signalled(BaseException):
-    """SIGTERM (or SIGINT) arrived while compiling."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _signal_of(exc: BaseException) -> Optional[int]:
-    if isinstance(exc, _Signalled):
-        return exc.signum
-    if isinstance(exc, KeyboardInterrupt):
-        return signal.SIGINT
-    return None
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM and SIGINT into an exception for the duration (main thread only), so
-    that the children are killed and the scratch tree settled before the run exits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    fired: list[int] = []
-
-    def handler(signum: int, frame: object) -> None:
-        if fired:  # a second Ctrl-C must not cut short the clean-up of the first
-            return
-        fired.append(signum)
-        raise _Signalled(signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _target_version(python: str) -> tuple[int, int]:

@@ -20,12 +20,11 @@ import errno
 import os
 import re
 import shutil
-import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import _tmp
+from ._signals import first_only, handling, raise_interrupt, signal_name, signal_number
 from .errors import ApplyFailed, Busy, Interrupted, UsageError
 
 __all__ = ["Destination", "check_destination", "copy_partial", "publish", "discard", "interruptible"]
@@ -157,30 +156,15 @@ def discard(dest: Destination) -> None:
 def interruptible(dest: Destination) -> Iterator[None]:
     """While the copy is built: SIGTERM and SIGINT stop the run, the partial directory is
     removed and :class:`~prune.errors.Interrupted` says that DIR was not created."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-
-    def handler(signum: int, frame: object) -> None:
-        if fired:
-            return
-        fired.append(signum)
-        raise KeyboardInterrupt(signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with handling(first_only(raise_interrupt)):
         try:
             yield
         except BaseException as exc:
             discard(dest)
             if isinstance(exc, KeyboardInterrupt):
-                signum = fired[0] if fired else signal.SIGINT
-                raise Interrupted(f"{signal.Signals(signum).name}: stopped before --output "
+                signum = signal_number(exc)
+                raise Interrupted(f"{signal_name(signum)}: stopped before --output "
                                   f"{dest.final} was complete; nothing was created there", signum) from exc
             if isinstance(exc, Interrupted):
                 raise Interrupted(f"{exc}; --output {dest.final} was not created", exc.signum) from exc
             raise
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from . import _tmp
+from ._signals import signal_name
 from .errors import PruneError, UnsafePath, UsageError
 
 __all__ = [
@@ -459,7 +459,7 @@ def check_loads_many(
     """
     if not items:
         return []
-    err = _run_check(python, items, sys_path, timeout * len(items) if len(items) > 1 else timeout)
+    err = _run_load_check(python, items, sys_path, timeout * len(items) if len(items) > 1 else timeout)
     if err is None:
         return [None] * len(items)
     if len(items) == 1:
@@ -469,10 +469,12 @@ def check_loads_many(
             + check_loads_many(python, items[half:], sys_path=sys_path, timeout=timeout))
 
 
-def _run_check(
+def _run_load_check(
     python: Path | None, items: Sequence[tuple[Path, str | None, Path | None]],
     sys_path: Sequence[Path], timeout: float,
 ) -> str | None:
+    """One interpreter loads every copy of ``items`` (:data:`_CHECK`); None when all load,
+    else the first failure in one line."""
     interpreter = os.fspath(python) if python is not None else sys.executable
     pairs = [(os.fspath(path), module if (module and python is not None) else "") for path, module, _ in items]
     args = [interpreter, "-I", "-B", "-c", _CHECK, json.dumps(pairs), *(os.fspath(p) for p in sys_path)]
@@ -504,10 +506,6 @@ def _run_check(
         if line.startswith("VENV-PRUNE-CHECK: "):
             return line[len("VENV-PRUNE-CHECK: "):]
     if proc.returncode < 0:
-        try:
-            sig = signal.Signals(-proc.returncode).name
-        except ValueError:
-            sig = f"signal {-proc.returncode}"
-        return f"loading {name} crashed the interpreter ({sig})"
+        return f"loading {name} crashed the interpreter ({signal_name(-proc.returncode)})"
     lines = proc.stderr.strip().splitlines()
     return lines[-1] if lines else f"loading {name} exited with status {proc.returncode}"
