@@ -26,8 +26,14 @@ __all__ = [
     "Keep",
     "DistDecision",
     "Plan",
+    "Failure",
+    "Progress",
     "within_any",
 ]
+
+#: Told one line at a time what a long step is doing ("staging 120 removals"); the command
+#: prints it on stderr, a library caller may pass None.
+Progress = Callable[[str], None]
 
 
 def within_any(directories: Container[str]) -> Callable[[str], bool]:
@@ -279,3 +285,21 @@ class Plan:
     @property
     def files_removed(self) -> int:
         return sum(a.files for a in self.actions)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Something that worked before pruning and fails after it, found by verification.
+
+    ``kind`` is ``import``, ``entry_point`` or ``check``; ``name`` is the module, the entry
+    point's ``group:name`` or the check's command; ``distribution`` its owner ("" when
+    unowned); ``error`` one line (the last line of the traceback, "timed out after 60s", a
+    check's exit status). ``rules`` are the rules whose removals most plausibly broke it,
+    filled in by apply when it rolls back (see :mod:`prune.blame`).
+    """
+
+    kind: str
+    name: str
+    distribution: str
+    error: str
+    rules: tuple[str, ...] = ()

@@ -209,7 +209,7 @@ def test_parallel_delete_removes_the_tree_and_never_follows_links(tmp_path: Path
     # The stash is deleted by several rm processes over chunks of its entries; whatever
     # the shape (one big directory, many small ones), everything goes, a link goes as a
     # link, and what a link points at outside stays.
-    from prune.apply import _delete_tree
+    from prune.apply._delete import delete_tree
 
     outside = tmp_path / "outside"
     (outside / "keep").mkdir(parents=True)
@@ -224,17 +224,17 @@ def test_parallel_delete_removes_the_tree_and_never_follows_links(tmp_path: Path
     (stash / f"m{0:06d}" / "pkg" / "link").symlink_to(outside / "keep", target_is_directory=True)
     ro = stash / f"m{width - 1:06d}" / "pkg"
     ro.chmod(0o555)
-    _delete_tree(stash, jobs=4)
+    delete_tree(stash, jobs=4)
     assert not stash.exists()
     assert (outside / "keep" / "data.txt").read_text() == "precious"
 
 
 @pytest.mark.parametrize("count", [0, 1, 5, 32, 33, 1000, 20000])
 def test_deletion_chunks_partition_the_entries(count: int) -> None:
-    from prune.apply import _chunks
+    from prune.apply._delete import chunks as split
 
     units = [f"u{i}" for i in range(count)]
-    chunks = _chunks(units, 8)
+    chunks = split(units, 8)
     assert sorted(u for c in chunks for u in c) == sorted(units)
     assert all(0 < len(c) <= 256 for c in chunks)
     assert len(chunks) == min(count, max(32, -(-count // 256)))
@@ -244,7 +244,7 @@ def test_parallel_delete_falls_back_when_rm_cannot_start(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
 
-    from prune.apply import _delete_tree
+    from prune.apply._delete import delete_tree
 
     stash = tmp_path / "stash"
     for i in range(50):
@@ -257,5 +257,5 @@ def test_parallel_delete_falls_back_when_rm_cannot_start(tmp_path: Path,
         raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(subprocess, "run", refuse)
-    _delete_tree(stash, jobs=4)
+    delete_tree(stash, jobs=4)
     assert started and not stash.exists()

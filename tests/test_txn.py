@@ -153,11 +153,11 @@ def test_full_disk_while_writing_a_record_rolls_back(tmp_path: Path, mounts: lis
 @pytest.mark.parametrize("failing_state", ["verifying", "committing"])
 def test_journal_write_failing_after_staging_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          failing_state: str) -> None:
-    import prune.apply as apply_mod
+    import prune.apply.transaction as transaction
 
     root = make_env(tmp_path)
     before = tree_digest(root)
-    real = apply_mod._write_journal
+    real = transaction.write_journal
 
     def write(sdir: Path, data: dict, *, durable: bool = True) -> None:  # type: ignore[type-arg]
         if data.get("state") == failing_state:
@@ -170,7 +170,7 @@ def test_journal_write_failing_after_staging_rolls_back(tmp_path: Path, monkeypa
         def after(self) -> Sequence[Failure]:
             return ()
 
-    monkeypatch.setattr(apply_mod, "_write_journal", write)
+    monkeypatch.setattr(transaction, "write_journal", write)
     with pytest.raises(ApplyFailed) as info:
         apply_plan(plan_of(root), verifier=Passes())
     assert isinstance(info.value.__cause__, OSError)
@@ -317,10 +317,10 @@ def test_empty_state_directory_left_by_a_kill_is_adopted(tmp_path: Path) -> None
 def slow_commit_argv(args: list[str]) -> list[str]:
     """venv-prune whose stash deletion waits 2 s first: a commit long enough to signal."""
     code = ("import sys, time\n"
-            "import prune.apply as a\n"
-            "_d = a._delete_tree\n"
+            "import prune.apply.transaction as a\n"
+            "_d = a.delete_tree\n"
             "def slow(*x, **k):\n    time.sleep(2)\n    return _d(*x, **k)\n"
-            "a._delete_tree = slow\n"
+            "a.delete_tree = slow\n"
             "from prune.cli import main\n"
             "sys.exit(main())\n")
     return [sys.executable, "-c", code, *args]
@@ -359,7 +359,7 @@ def test_root_keeps_the_owner_and_mode_of_rewritten_records_and_replaced_files(t
     lib.chmod(0o750)
     stripped = tmp_path / "stripped-core.py"
     stripped.write_text("X = 1  # smaller\n")
-    apply_plan(plan_of(root), replacements=[Replacement(f"{SITE}/pkg/core.py", stripped, 1, "test")])
+    apply_plan(plan_of(root), prepare=lambda scratch: [Replacement(f"{SITE}/pkg/core.py", stripped, 1, "test")])
     assert lib.read_text() == "X = 1  # smaller\n"
     assert (lib.stat().st_uid, lib.stat().st_gid, lib.stat().st_mode & 0o7777) == (OTHER, OTHER + 1, 0o750)
     assert (record.stat().st_uid, record.stat().st_gid) == (OTHER, OTHER + 1)
@@ -445,7 +445,7 @@ def test_two_runs_started_together_never_undo_each_other(tmp_path: Path) -> None
 def test_a_copy_interrupted_in_a_split_directory_is_not_restored(tmp_path: Path) -> None:
     # A kill while a file on another filesystem was being copied into a split directory of
     # the stash leaves a partial copy there and the original in place: recover drops the copy.
-    from prune._staging import copy_name
+    from prune.apply._staging import copy_name
 
     root = make_env(tmp_path, c_files=1)
     before = tree_digest(root)

@@ -27,9 +27,12 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-__all__ = ["SplitLog", "Restorer", "stage", "move_file", "copy_name", "plain_relative", "mount_points",
-           "REFUSED", "SPLITS"]
+from ..errors import UnsafePath
+
+__all__ = ["SplitLog", "Restorer", "stage", "move_file", "copy_name", "plain_relative", "check_under_root",
+           "mount_points", "REFUSED", "SPLITS"]
 
 SPLITS = "splits.jsonl"
 _COPY_SUFFIX = ".venv-prune-copy"
@@ -85,6 +88,35 @@ class SplitLog:
 def plain_relative(rel: str) -> bool:
     """A relative POSIX path with no empty, ``.`` or ``..`` component."""
     return bool(rel) and not rel.startswith("/") and not any(p in ("", ".", "..") for p in rel.split("/"))
+
+
+def check_under_root(root: Path, rel: str, resolved: Optional[dict[str, bool]] = None) -> Path:
+    """The absolute path for ``rel``, refusing anything that could leave ``root``.
+
+    ``rel`` must be relative and free of ``..``; every directory above the entry must
+    resolve inside root (a symlinked parent could redirect a rename elsewhere). The entry
+    itself may be a symlink: it is moved as a link, never followed.
+
+    :param resolved: remembers, per parent directory, whether it resolved where expected,
+        for checking many paths at one moment (the check before the first change). The
+        check right before each move is made afresh.
+    :raises UnsafePath: the path escapes root or does not exist.
+    """
+    if not plain_relative(rel):
+        raise UnsafePath(f"{rel!r}: not a plain path inside {root}; refusing to touch it")
+    full = root / rel
+    parent = os.path.dirname(rel)
+    inside = resolved.get(parent) if resolved is not None else None
+    if inside is None:
+        expected = os.path.normpath(os.path.join(str(root), parent))
+        inside = os.path.realpath(full.parent) == expected
+        if resolved is not None:
+            resolved[parent] = inside
+    if not inside:
+        raise UnsafePath(f"{rel}: a directory above it is a symlink leading outside {root}; refusing")
+    if not os.path.lexists(full):
+        raise UnsafePath(f"{rel}: no longer exists; re-run to plan again")
+    return full
 
 
 def _is_dir(path: str) -> bool:
@@ -277,8 +309,6 @@ class Restorer:
                 self.parents_made.append(sub)
                 continue
             if not stat.S_ISDIR(st.st_mode):
-                from .errors import UnsafePath
-
                 raise UnsafePath(f"{sub}: is not a directory (a symlink or file replaced it); "
                                  f"refusing to restore {rel} through it")
 
