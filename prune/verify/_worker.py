@@ -1,6 +1,6 @@
 """The import probe that venv-prune runs inside the *target* environment's interpreter.
 
-venv-prune never imports this module for its own use: :mod:`prune.verify` reads its source and
+venv-prune never imports this module for its own use: :mod:`prune.verify.pool` reads its source and
 hands it to the target interpreter with ``-c``, so no file is written anywhere near the
 environment. The target may be any CPython 3.8+, so this file must run on Python 3.8 and use
 only the standard library: no ``str.removeprefix``, no ``dict | dict``, and builtin generics
