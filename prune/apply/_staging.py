@@ -1,5 +1,8 @@
 """Moving paths into the stash and back, where a plain ``rename`` is refused.
 
+Every path is checked by :func:`check_under_root` right before it moves (invariant 1: a
+symlinked parent must not redirect a rename outside the environment).
+
 Overlayfs (Docker's overlay2, BuildKit, podman) answers ``rename(2)`` of a directory that lives
 in a lower layer with EXDEV unless the mount has ``redirect_dir=on``; files rename fine, the
 kernel copies them up (issue 14). A directory that is a mount point answers EBUSY, and a file
@@ -11,7 +14,7 @@ rename would leave it.
 
 Before a directory is split, one line with its mode and owner goes to an append-only log
 (``splits.jsonl`` in the state directory); an entry's presence in the stash is its own record.
-Putting a tree back therefore needs nothing else: :func:`restore` walks the stash copy,
+Putting a tree back therefore needs nothing else: :class:`Restorer` walks the stash copy,
 recreates directories from the log, and moves every entry home. It tolerates what a crash or a
 concurrent writer leaves: a path already back, a path recreated meanwhile (a ``__pycache__`` is
 discarded, anything else is moved aside and reported), a parent that has gone.
