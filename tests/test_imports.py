@@ -395,3 +395,17 @@ def test_run_references(source: bytes, expected: set[tuple[str, str]]) -> None:
 @given(st.binary(max_size=300))
 def test_run_references_never_fails(data: bytes) -> None:
     assert isinstance(run_references(data), frozenset)
+
+
+_PIECES = [b"import", b"import_module", b"__import__", b"from", b"x", b" ", b"\n", b"#", b"(",
+           b")", b",", b"tests", b"\t", b"importlib", b"."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_import_statements_equal_the_plain_regex(pieces: list[bytes]) -> None:
+    # The pre-filter's fast path must find exactly what the regex finds on its own.
+    from prune.imports import _IMPORT_STMT, _import_statements
+
+    data = b"".join(pieces)
+    assert _import_statements(data) == _IMPORT_STMT.findall(data)
