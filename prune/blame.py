@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Optional, Protocol
 
 from .model import Action, Plan
+from .paths import site_relative
 
 __all__ = ["blame"]
 
@@ -101,12 +102,9 @@ class _Staged:
         return None
 
     def site_relative(self, rel: str) -> Optional[str]:
-        for site in self.sites:
-            if not site:
-                return rel
-            if rel.startswith(site + "/"):
-                return rel[len(site) + 1:]
-        return None
+        """``rel`` relative to its site-packages directory, None outside every one."""
+        found = site_relative(rel, self.sites)
+        return found[1] if found is not None else None
 
     def files(self) -> list[str]:
         """Root-relative paths of the inventory's files that staging took away."""
