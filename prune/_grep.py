@@ -131,8 +131,3 @@ class GrepHits:
                 if p in hits or p in unknown or not p.endswith(".py")
                 or not (anywhere or p.startswith(inside))
                 or (skipped and any(d in f"/{p}" for d in skipped))]
-
-    def rules_out(self, path: str, needles: tuple[bytes, ...]) -> bool:
-        """True when the file at ``path`` (relative to the root, a regular file) certainly
-        contains none of ``needles``; False when it may, or grep cannot say."""
-        return not self.possible((path,), needles)

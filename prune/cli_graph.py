@@ -64,7 +64,9 @@ def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str
     """
     from dataclasses import replace
 
+    from ._gc import paused_gc
     from .plan import PlanOptions, build_plan
+    from .sources import DiskSources
 
     outline = decide_distributions(
         inventory.distributions,
@@ -80,7 +82,8 @@ def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str
     # force: the plan is shown even where a prune would refuse it (it removes every
     # distribution installed by name); without --remove-dist it changes nothing else.
     options = PlanOptions(roots=tuple(roots) or None, force=True)
-    decisions = build_plan(inventory, planned, options, knowledge=knowledge).distributions
+    with DiskSources(inventory.env.root, inventory) as sources, paused_gc():
+        decisions = build_plan(inventory, planned, options, sources=sources, knowledge=knowledge).distributions
     if not decisions:  # the profile removes no whole distribution: every one stays
         return outline
     return replace(outline, decisions=decisions, candidates=candidates_in(decisions))

@@ -44,7 +44,7 @@ def test_a_collector_disabled_on_purpose_stays_disabled() -> None:
     assert not gc.isenabled()
 
 
-def test_scan_plan_and_render_pause_the_collector_and_give_it_back(tmp_path: Path) -> None:
+def test_scan_and_render_pause_the_collector_and_give_it_back(tmp_path: Path) -> None:
     root = make_venv_tree(tmp_path / "v")
     add_dist(root, "pkg", {"pkg/__init__.py": "", "pkg/tests/test_x.py": ""})
     env = locate(root)
@@ -61,13 +61,37 @@ def test_scan_plan_and_render_pause_the_collector_and_give_it_back(tmp_path: Pat
     gc.set_threshold(1)  # with the collector running, every allocation would collect
     try:
         inv = scan(env)
-        plan = build_plan(inv, profile)
+        with paused_gc():  # as the pipeline plans: the planner itself leaves the collector alone
+            plan = build_plan(inv, profile)
         text = render(plan, "json")
         assert gc.isenabled()
     finally:
         gc.set_threshold(*threshold)
         gc.callbacks.remove(record)
     # Entering each call allocates a frame or two before the pause (each a collection at
-    # this threshold); without the pause in build_plan alone, this small plan makes about ten thousand.
+    # this threshold); without the pauses, this small plan makes about ten thousand.
     assert len(collections) <= 50, len(collections)
     assert plan.actions and "pkg/tests" in text
+
+
+def test_the_pipeline_plans_with_the_collector_paused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The planner leaves the collector alone; the pipeline pauses it around the plan, and
+    # hands the planner its disk reader.
+    import prune.pipeline as pipeline
+    from prune.pipeline import job
+    from prune.sources import DiskSources
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "pkg", {"pkg/__init__.py": "", "pkg/tests/test_x.py": ""})
+    seen: list[tuple[bool, bool]] = []
+    real = job.build_plan
+
+    def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append((gc.isenabled(), isinstance(kwargs.get("sources"), DiskSources)))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(job, "build_plan", spy)
+    gc.enable()
+    outcome = pipeline.run(pipeline.PruneRequest(str(root), dry_run=True, measure_startup=False))
+    assert seen == [(False, True)] and gc.isenabled()
+    assert outcome.plan.actions

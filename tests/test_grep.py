@@ -13,8 +13,8 @@ from synth import SITE, add_dist, make_venv_tree
 
 from prune._grep import GrepHits
 from prune.env import locate
-from prune.plan import DiskSources
 from prune.scan import scan
+from prune.sources import DiskSources
 
 needs_gnu_grep = pytest.mark.skipif(not is_gnu("grep"),
                                     reason="needs GNU grep (busybox/BSD grep: the Python fallback runs)")
@@ -37,26 +37,30 @@ def _tree(tmp_path: Path) -> Path:
     return root
 
 
+def _rules_out(hits: GrepHits, path: str, needles: tuple[bytes, ...]) -> bool:
+    return not hits.possible((path,), needles)
+
+
 @needs_gnu_grep
 def test_grep_rules_out_only_files_without_the_words(tmp_path: Path) -> None:
     root = _tree(tmp_path)
     hits = GrepHits(str(root), (SITE,), [b"test"])
     p = f"{SITE}/pkg/"
-    assert hits.rules_out(p + "plain.py", (b"tests",))
-    assert hits.rules_out(p + "plain.py", (b"test", b"testing"))
-    assert hits.rules_out(p + "tests/test_a.py", (b"tests",))  # the contents count, not the name
+    assert _rules_out(hits, p + "plain.py", (b"tests",))
+    assert _rules_out(hits, p + "plain.py", (b"test", b"testing"))
+    assert _rules_out(hits, p + "tests/test_a.py", (b"tests",))  # the contents count, not the name
     for name in ("__init__.py", "mentions.py", "binary.py"):
-        assert not hits.rules_out(p + name, (b"tests",)), name
+        assert not _rules_out(hits, p + name, (b"tests",)), name
     # a needle grep did not look for, a file that is not Python, a path outside the sites
-    assert not hits.rules_out(p + "plain.py", (b"docs",))
-    assert not hits.rules_out(p + "docs.txt", (b"tests",))
-    assert not hits.rules_out("bin/tool.py", (b"tests",))
+    assert not _rules_out(hits, p + "plain.py", (b"docs",))
+    assert not _rules_out(hits, p + "docs.txt", (b"tests",))
+    assert not _rules_out(hits, "bin/tool.py", (b"tests",))
     # the bulk question answers as the single one, and never rules out an unknown path
     paths = [p + n for n in ("plain.py", "mentions.py", "docs.txt", "tests/test_a.py")] + ["bin/tool.py"]
     for needles in ((b"tests",), (b"docs",)):
-        assert hits.possible(paths, needles) == [q for q in paths if not hits.rules_out(q, needles)]
+        assert hits.possible(paths, needles) == [q for q in paths if not _rules_out(hits, q, needles)]
     assert hits.possible(paths, (b"tests",), unknown={p + "plain.py"}) == [
-        q for q in paths if q == p + "plain.py" or not hits.rules_out(q, (b"tests",))]
+        q for q in paths if q == p + "plain.py" or not _rules_out(hits, q, (b"tests",))]
 
 
 def test_without_grep_nothing_is_ruled_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,14 +68,14 @@ def test_without_grep_nothing_is_ruled_out(tmp_path: Path, monkeypatch: pytest.M
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "grep" else real_which(name))
     hits = GrepHits(str(root), (SITE,), [b"test"])
-    assert not hits.rules_out(f"{SITE}/pkg/plain.py", (b"tests",))
+    assert not _rules_out(hits, f"{SITE}/pkg/plain.py", (b"tests",))
 
 
 @needs_gnu_grep
 def test_an_unfinished_grep_is_stopped(tmp_path: Path) -> None:
     hits = GrepHits(str(_tree(tmp_path)), (SITE,), [b"test"])
     hits.close()
-    assert not hits.rules_out(f"{SITE}/pkg/plain.py", (b"tests",))
+    assert not _rules_out(hits, f"{SITE}/pkg/plain.py", (b"tests",))
 
 
 @needs_gnu_grep

@@ -25,6 +25,7 @@ from ..plan import PlanOptions, build_plan
 from ..profiles import Profile, load_profile
 from ..report import Extras
 from ..scan import FindWalk, scan
+from ..sources import DiskSources
 from .finish import finished, pruned_copy
 from .inputs import RequirementRoots, TracedOptions, load_traces, requirement_roots
 from .request import Outcome, Progress, PruneRequest, check_request
@@ -148,8 +149,10 @@ class _Job:
         inventory = scan(self.env, progress=self.progress, walk=walk)
         scanned = time.perf_counter()
         options = roots.added_to(options, inventory)
-        with paused_gc():  # see prune._gc: the planner allocates and frees almost nothing
-            plan = build_plan(inventory, self.profile, options)
+        # The planner reads sources through the reader it is handed (with its grep); see
+        # prune._gc: the planner allocates and frees almost nothing.
+        with DiskSources(self.env.root, inventory) as sources, paused_gc():
+            plan = build_plan(inventory, self.profile, options, sources=sources)
         self.timings = [("scan", scanned - self.started), ("plan", time.perf_counter() - scanned)]
         self.layer = layer_note(self.env.root)
         return plan
