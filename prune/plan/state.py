@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from bisect import bisect_left
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import repeat
 from operator import getitem, itemgetter
 from typing import Any, NamedTuple, Optional
@@ -46,8 +47,10 @@ class Removal(NamedTuple):
     traced: bool
 
 
+@lru_cache(maxsize=4096)
 def rule_removal(rule: Matcher, owner: str) -> Removal:
-    """The removal by ``rule`` of a file of ``owner`` (its pattern named later)."""
+    """The removal by ``rule`` of a file of ``owner`` (its pattern named later). Cached: tens
+    of thousands of files share a few hundred (rule, owner) pairs."""
     return Removal(rule.rule.id, "", rule.rule.profile, owner, False)
 
 
