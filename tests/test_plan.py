@@ -432,3 +432,24 @@ def test_the_planner_opens_no_file_and_imports_no_process_or_collector_code(
             else:
                 continue
             assert not names & forbidden, (path.name, names)
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_explain_names_a_protection_only_where_its_when_applies(installed: bool) -> None:
+    # A protection with `when` (numpy/_core/tests: only with scipy, array-api-compat or
+    # pandas) applies only where one is installed: explain names what the planner applied,
+    # not every protection whose pattern matches.
+    from dataclasses import replace
+
+    from prune.profiles import Protection, compile_patterns, load_knowledge
+
+    prot = Protection("data-when-user", ("/lib/data.json",), "user reads it", "a test", ("user",),
+                      spec=compile_patterns(["/lib/data.json"]))
+    knowledge = replace(load_knowledge(), protect=(prot,))
+    env = MemoryEnv().add_dist("lib", {"lib/__init__.py": "", "lib/data.json": "{}"})
+    if installed:
+        env.add_dist("user", {"user/__init__.py": "import lib\n"}, requires=("lib",))
+    plan = env.plan("standard")
+    said = explain(plan, f"{SITE}/lib/data.json", knowledge=knowledge)
+    assert ("protected by knowledge:data-when-user" in said) is installed, said
+    assert "stays" in said
