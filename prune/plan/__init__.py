@@ -25,11 +25,11 @@ One module per step, in the order :func:`build_plan` takes them:
 from __future__ import annotations
 
 from .build import build_plan
-from .distributions import distribution_runs, root_distributions
+from .distributions import root_distributions
 from .explain import explain, in_environment
 from .options import PlanOptions, check_options, check_strings
 from .rules import remove_pattern_lists
 from .sources import MemorySources, SourceReader
 
 __all__ = ["MemorySources", "PlanOptions", "SourceReader", "build_plan", "check_options", "check_strings",
-           "distribution_runs", "explain", "in_environment", "remove_pattern_lists", "root_distributions"]
+           "explain", "in_environment", "remove_pattern_lists", "root_distributions"]

@@ -32,7 +32,7 @@ from .protect import is_sourceless_pyc
 from .sources import SourceReader
 from .state import entry_field
 
-__all__ = ["RUN_MARKERS", "decide_dists", "dist_top_levels", "distribution_runs", "distribution_sizes",
+__all__ = ["RUN_MARKERS", "decide_dists", "dist_top_levels", "distribution_sizes", "with_kept_reasons",
            "refuse_removing_everything_named", "requested_removed_warnings", "root_distributions"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -194,20 +194,6 @@ def _distribution_imports(inv: Inventory, sources: SourceReader, candidates: Map
                 if owner is not None and owner != fe.owner:
                     result[fe.owner].append((mod, fe.path))
     return {k: sorted(set(v)) for k, v in result.items()}
-
-
-def distribution_runs(inventory: Inventory, sources: SourceReader) -> dict[str, list[tuple[str, str, str]]]:
-    """distribution -> ``(needed distribution, what, file)`` for every distribution's kept
-    code that runs or looks up a module or console script of another one (the ``runs``
-    evidence of :func:`prune.graph.decide_distributions`, over all distributions: what the
-    ``graph`` command shows)."""
-    modules: dict[str, str] = {}
-    programs: dict[str, str] = {}
-    everything = {d.name for d in inventory.distributions}
-    _names_of(inventory, everything, modules, programs)
-    for module, provider in provided_modules(inventory.env.marker_environment()).items():
-        modules.setdefault(module, provider)  # provided even where the provider is not installed
-    return _distribution_runs(inventory, sources, modules, programs, everything)
 
 
 def _distribution_runs(
