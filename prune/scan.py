@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 from . import _tmp
 from ._gc import paused_gc
 from .env import Environment
-from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory
+from .model import Diagnostic, Distribution, EntryPoint, FileEntry, Inventory, Progress
 from .record import read_paths, resolve_entries
 
 if TYPE_CHECKING:
@@ -36,8 +35,6 @@ __all__ = ["scan", "prestart", "FindWalk", "STATE_DIR_NAME"]
 
 #: Name of the directory (inside a venv/prefix root) that holds a run's stash and journal.
 STATE_DIR_NAME = ".venv-prune"
-
-Progress = Callable[[str], None]
 
 
 _Found = tuple[str, int, bool, bool]  # path, lstat size, is a symlink, is an executable file

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
 from typing import Optional
 
 import click
+
+from ..model import Progress
 
 __all__ = ["EXIT_CODES", "colour", "warn", "error", "progress_printer", "from_environment", "os_error_line"]
 
@@ -61,7 +62,7 @@ def os_error_line(exc: OSError) -> str:
 _COUNTER = re.compile(r"^(.*\D)(\d+)/(\d+)$")
 
 
-def progress_printer(quiet: bool) -> Optional[Callable[[str], None]]:
+def progress_printer(quiet: bool) -> Optional[Progress]:
     """The ``progress`` callback the pipeline reports to: ``venv-prune: MESSAGE`` lines on
     stderr (None under ``--quiet``)."""
     if quiet:

@@ -13,8 +13,9 @@ compile``, the size gate).
 
 from __future__ import annotations
 
+from ..model import Progress
 from .job import run
-from .request import Outcome, Progress, PruneRequest
+from .request import Outcome, PruneRequest
 from .verifier import ImportVerifier
 
 __all__ = ["PruneRequest", "Outcome", "Progress", "run", "ImportVerifier"]

@@ -13,11 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from .._signals import first_only, handling, signal_name
 from ..env import Environment, locate
 from ..errors import Interrupted
-from ..model import Plan
+from ..model import Plan, Progress
 from ..report import Extras
-from .request import Outcome, Progress, PruneRequest
+from .request import Outcome, PruneRequest
 
 __all__ = ["pruned_copy", "relocate", "finished", "after_commit"]
 
@@ -138,24 +139,16 @@ def _size_after(plan: Plan, extras: Extras) -> int:
 @contextlib.contextmanager
 def after_commit(committed: bool) -> Iterator[None]:
     """Once the prune has committed, SIGINT and SIGTERM end the run with 128+N and a line
-    that says the prune is complete (issue 16: it said "interrupted", as if rolled back).
-    --bytecode compile installs its own handlers inside, which also settle its caches."""
-    import signal
-    import threading
-
-    if not committed or threading.current_thread() is not threading.main_thread():
+    that says the prune is complete (issue 16: it said "interrupted", as if rolled back); a
+    second signal cannot cut short what the first one started. --bytecode compile installs
+    its own handlers inside, which also settle its caches."""
+    if not committed:
         yield
         return
 
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Interrupted(f"{signal.Signals(signum).name} after the prune was committed: the prune "
+    def complete(signum: int) -> None:
+        raise Interrupted(f"{signal_name(signum)} after the prune was committed: the prune "
                           "is complete; the report may be incomplete", signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling(first_only(complete)):
         yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)

@@ -20,7 +20,7 @@ from ..apply import ApplyResult, apply_plan, ensure_no_pending
 from ..env import Environment, locate
 from ..errors import Interrupted, VerificationFailed
 from ..layers import layer_note
-from ..model import Plan
+from ..model import Plan, Progress
 from ..plan import PlanOptions, build_plan
 from ..profiles import Profile, load_profile
 from ..report import Extras
@@ -28,7 +28,7 @@ from ..scan import FindWalk, scan
 from ..sources import DiskSources
 from .finish import finished, pruned_copy
 from .inputs import RequirementRoots, TracedOptions, load_traces, requirement_roots
-from .request import Outcome, Progress, PruneRequest, check_request
+from .request import Outcome, PruneRequest, check_request
 from .stripping import Preparer, strip_estimate, strip_preparer, strip_summary
 from .verifier import ImportVerifier
 

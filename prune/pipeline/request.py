@@ -7,7 +7,6 @@ field is one line and nothing changed, for the command line and a build script a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -18,10 +17,7 @@ from ..model import Plan
 from ..plan import PlanOptions, check_options, check_strings, remove_pattern_lists
 from ..report import Extras
 
-__all__ = ["PruneRequest", "Outcome", "Progress", "check_request"]
-
-#: Called with short status lines ("scanning /opt/venv", "verifying 37/120").
-Progress = Callable[[str], None]
+__all__ = ["PruneRequest", "Outcome", "check_request"]
 
 
 @dataclass(frozen=True)

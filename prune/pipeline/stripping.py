@@ -12,8 +12,7 @@ from typing import Any, Optional
 from ..apply import Replacement
 from ..env import Environment
 from ..errors import PruneError
-from ..model import Plan
-from .request import Progress
+from ..model import Plan, Progress
 
 __all__ = ["Preparer", "strip_estimate", "strip_preparer", "strip_summary"]
 

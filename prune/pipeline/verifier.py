@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
-from ..apply import Failure
 from ..env import Environment
 from ..errors import UsageError
-from ..model import Plan
+from ..model import Failure, Plan, Progress
 from ..paths import under_site
-from .request import Progress
 
 __all__ = ["ImportVerifier"]
 
