@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Optional
 
 from .model import Inventory
-from .plan.sources import CachedSources, shortest
+from .plan.sources import FileSources, shortest
 
 if TYPE_CHECKING:
     from ._grep import GrepHits
@@ -28,7 +28,7 @@ __all__ = ["DiskSources"]
 _PATH, _IS_LINK = attrgetter("path"), attrgetter("is_link")  # FileEntry fields, read in C
 
 
-class DiskSources(CachedSources):
+class DiskSources(FileSources):
     """Reads sources from the environment at ``root`` on demand.
 
     ``inventory``: the scan of that environment (its site-packages directories, which files
@@ -39,8 +39,7 @@ class DiskSources(CachedSources):
 
     def __init__(self, root: os.PathLike[str] | str, inventory: Optional[Inventory] = None, *,
                  grep: bool = True) -> None:
-        super().__init__(inventory.env.site_packages if inventory else ("",))
-        self._root = os.fspath(root)
+        super().__init__(root, inventory.env.site_packages if inventory else ("",))
         self._inventory = inventory
         self._use_grep = grep
         self._grep: Optional[GrepHits] = None
@@ -54,26 +53,6 @@ class DiskSources(CachedSources):
     def __exit__(self, kind: Optional[type[BaseException]], value: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         self.close()
-
-    def _read(self, path: str) -> bytes:
-        # os.open/os.read rather than open(): no buffered file object per file, which halves
-        # the cost of reading tens of thousands of small sources.
-        try:
-            fd = os.open(os.path.join(self._root, path), os.O_RDONLY)
-        except OSError:
-            return b""
-        try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 18)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        except OSError:
-            return b""
-        finally:
-            os.close(fd)
 
     def hint_group(self, needles: Iterable[bytes], *, skip_dirs: Iterable[str] = ()) -> None:
         """Needles of a question of their own (:mod:`prune.evidence`'s locators), answered by
