@@ -9,8 +9,9 @@ The library API, in pipeline order::
     print(render(plan, "text"))          # a dry run is just rendering the plan
     result = apply_plan(plan)            # the transaction alone: stage, commit (no verify, no strip)
 
-or the whole job as the command does it (verification and stripping included) with
-:func:`prune.pipeline.run` (``from prune import run, PruneRequest``).
+or the whole job as the command does it with :func:`prune.pipeline.run` (``from prune import
+run, PruneRequest``): requirements roots, ``--output``, verification, stripping, ``--bytecode
+compile``, ``--relocate`` and the size gate included.
 """
 
 from __future__ import annotations

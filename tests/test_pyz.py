@@ -68,7 +68,8 @@ def test_reproducible(project_root: Path, tmp_path: Path) -> None:
 
 def test_modules_import_on_bare_python(pyz: Path) -> None:
     """The dependencies and this helper's modules load from the zip on Python 3.9 with nothing
-    installed. ``prune/__init__`` is bypassed so this checks the zip, not the whole CLI."""
+    installed. ``prune/__init__`` and ``prune/cli/__init__`` are bypassed so this checks the
+    zip, not the whole CLI."""
     python = bare_python()
     if python is None:
         pytest.skip("no dependency-free Python 3.9 on this machine")
@@ -77,6 +78,8 @@ def test_modules_import_on_bare_python(pyz: Path) -> None:
         "import click, packaging.markers, pathspec, importlib_metadata, zipp, tomli, elftools;"
         "pkg = types.ModuleType('prune'); pkg.__path__ = [sys.argv[1] + '/prune'];"
         "sys.modules['prune'] = pkg;"
+        "cli = types.ModuleType('prune.cli'); cli.__path__ = [sys.argv[1] + '/prune/cli'];"
+        "sys.modules['prune.cli'] = cli;"
         "import prune.strip, prune.pack, prune.libs, prune.cli.pack, prune.cli.libs;"
         "from importlib_metadata import version; print(version('venv-prune'))"
     )
