@@ -165,7 +165,7 @@ def test_subcommands_load_only_when_named_and_all_are_listed(synth_env: Path) ->
     assert proc.returncode == 0, proc.stderr
     loaded = set(proc.stdout.splitlines()[-1].split())
     assert "prune.plan" in loaded and "prune.scan" in loaded
-    assert not loaded & {"prune.cli.trace", "prune.cli.pack", "prune.cli.libs", "prune.trace",
+    assert not loaded & {"prune.cli.trace", "prune.cli.pack", "prune.cli.libs", "prune.cli.graph", "prune.trace",
                          "prune.pack", "prune.libs"}, loaded
     res = CliRunner().invoke(cli, ["--help"])
     assert all(name in res.output for name in ("graph", "libs", "pack", "trace", "profiles", "recover"))

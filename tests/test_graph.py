@@ -706,7 +706,7 @@ def test_dev_leak_venv(venvs: object, tmp_path: Path) -> None:
     # The graph command, in process and as the installed console script.
     from click.testing import CliRunner
 
-    from prune.cli_graph import graph_command
+    from prune.cli.graph import graph_command
 
     result = CliRunner().invoke(graph_command, [str(root), "--root", "flask", "--root",
                                                 "gunicorn", "--format", "json"])

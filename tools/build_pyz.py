@@ -9,7 +9,7 @@ Steps: build the project's wheel (``pip wheel``, from a scratch copy of the chec
 Python 3.9 (``--python-version 3.9 --implementation py --only-binary :all:``, so every Python
 3.9+ can run them; tomli is added explicitly because pip evaluates the ``python_version <
 "3.11"`` marker against the interpreter running pip), install both with ``pip install
---target`` and zip the result with a ``__main__.py`` that calls ``prune.cli:main``. Because the
+--target`` and zip the result with a ``__main__.py`` that calls ``prune._launch:main``. Because the
 zipapp holds exactly what the wheel installs (``prune.profile_data`` data included, as pyproject
 maps it), the pyz and ``pip install venv-prune`` cannot drift apart. pip ships ``pip.pyz`` the
 same way.

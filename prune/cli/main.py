@@ -10,7 +10,7 @@ holds the lock; 128+N a signal (before the commit everything was rolled back, af
 prune is complete).
 
 One module per command: :mod:`prune.cli.prune` (the default command), ``profiles``,
-``recover``, ``trace``, ``libs``, ``pack`` here, ``graph`` in :mod:`prune.cli_graph`. Every
+``recover``, ``trace``, ``libs``, ``pack`` here, ``graph`` in :mod:`prune.cli.graph`. Every
 command but ``prune`` is imported only when named (or when --help lists them): pruning never
 loads the tracer, the packer or the ELF reader.
 """
@@ -46,7 +46,7 @@ class _Main(click.Group):
     """
 
     #: The subcommands imported only when named: (module, command), under ``prune.``.
-    _LAZY = {"trace": ("cli.trace", "trace_command"), "graph": ("cli_graph", "graph_command"),
+    _LAZY = {"trace": ("cli.trace", "trace_command"), "graph": ("cli.graph", "graph_command"),
              "pack": ("cli.pack", "pack_command"), "libs": ("cli.libs", "libs_command"),
              "profiles": ("cli.profiles", "profiles_command"), "recover": ("cli.recover", "recover_command")}
 

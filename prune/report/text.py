@@ -4,7 +4,7 @@ then one block per section, each left out when it has nothing to say.
 Every section is a function of the summary (:func:`prune.report.summarise`) and ``verbose``
 (``-v``: every row instead of the first ten or fifteen) that returns its lines, a block
 starting with an empty line. The command line colours a few of these lines by pattern
-(``prune.cli._STYLES``): keep "  verification: ...", "  BROKEN" and "Size gate: ..." as they are.
+(``prune.cli.prune._STYLES``): keep "  verification: ...", "  BROKEN" and "Size gate: ..." as they are.
 """
 
 from __future__ import annotations

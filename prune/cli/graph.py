@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from .errors import UsageError
-from .graph import (
+from ..errors import UsageError
+from ..graph import (
     Edge,
     Graph,
     GraphDecision,
@@ -25,8 +25,8 @@ from .graph import (
     project_name,
     roots_from_requirements,
 )
-from .model import Inventory
-from .profiles import Knowledge, Profile
+from ..model import Inventory
+from ..profiles import Knowledge, Profile
 
 __all__ = ["distribution_sizes", "graph_command", "planned_decision"]
 
@@ -64,9 +64,9 @@ def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str
     """
     from dataclasses import replace
 
-    from ._gc import paused_gc
-    from .plan import PlanOptions, build_plan
-    from .sources import DiskSources
+    from .._gc import paused_gc
+    from ..plan import PlanOptions, build_plan
+    from ..sources import DiskSources
 
     outline = decide_distributions(
         inventory.distributions,
@@ -130,7 +130,7 @@ def _summary(inventory: Inventory, decision: GraphDecision) -> dict[str, Any]:
 
 
 def _render_text(data: Mapping[str, Any]) -> str:
-    from .report import human_bytes
+    from ..report import human_bytes
 
     dists = data["distributions"]
     labels = {d["name"]: f"{d['name']} {d['version']}" for d in dists}
@@ -288,9 +288,9 @@ def graph_command(path: Path, roots: tuple[str, ...], requirements: Path | None,
       venv-prune graph /opt/venv --tree
       venv-prune graph /opt/venv --reverse      # who requires h11?
     """
-    from .env import locate
-    from .profiles import load_knowledge, load_profile
-    from .scan import scan
+    from ..env import locate
+    from ..profiles import load_knowledge, load_profile
+    from ..scan import scan
 
     if extras and requirements is None:
         raise UsageError("--extra needs --requirements pyproject.toml")
