@@ -60,7 +60,7 @@ from ._lock import env_lock
 from ._signals import first_only, handling, raise_interrupt, signal_name, signal_number
 from .env import Environment
 from .errors import Busy, Interrupted, PruneError, UsageError
-from .report import human_bytes
+from .report.units import human_bytes
 
 __all__ = ["INVALIDATION_MODE", "compile_environment", "finish_pending", "scratch_dir"]
 
@@ -125,7 +125,7 @@ def compile_environment(env: Environment, *, optimize: int = 0, measure: bool = 
     python, version = _check_can_compile(env, optimize)
     sites = [p for p in env.site_paths() if p.is_dir()]
     # Measure with the level compiled for: .opt-N.pyc files are read only under -O/-OO.
-    flags = _optimize_flags(optimize)
+    flags = optimize_flags(optimize)
     finish_pending(env)
     scratch = scratch_dir(env)
 
@@ -347,7 +347,7 @@ def _kill_marked(scratch: Path) -> None:
 
 def _target_version(python: str) -> tuple[int, int]:
     """The target's (major, minor), asked of the interpreter when the files do not say."""
-    proc = _run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], env=_clean_env())
+    proc = run_interpreter([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], env=_clean_env())
     try:
         major, minor = proc.stdout.strip().split(".")
         return int(major), int(minor)
@@ -356,7 +356,7 @@ def _target_version(python: str) -> tuple[int, int]:
                          f"({proc.stderr.strip()[-200:] or 'no output'})") from exc
 
 
-def _optimize_flags(optimize: int) -> list[str]:
+def optimize_flags(optimize: int) -> list[str]:
     return ["-" + "O" * optimize] if optimize else []
 
 
@@ -368,7 +368,7 @@ def _clean_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     return env
 
 
-def _run(args: Sequence[str], *, env: Mapping[str, str],
+def run_interpreter(args: Sequence[str], *, env: Mapping[str, str],
          mark: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
     """Run the target interpreter from an empty directory, so that ``-m`` and ``-c`` put no
     stray module on ``sys.path``, in a process group of its own that is killed whole when
@@ -414,7 +414,7 @@ def _run_compileall(python: str, env: Environment, sites: Sequence[Path], optimi
         args += ["-o", str(optimize)]
     args += [str(s) for s in sites]
     try:
-        proc = _run(args, env=_clean_env({"PYTHONHASHSEED": "0",
+        proc = run_interpreter(args, env=_clean_env({"PYTHONHASHSEED": "0",
                                           "PYTHONPYCACHEPREFIX": str(scratch / "prefix")}),
                     mark=scratch)
     except subprocess.TimeoutExpired as exc:
@@ -470,7 +470,7 @@ def _snapshot(sites: Sequence[Path]) -> tuple[dict[str, tuple[int, int, int]], i
     return pyc, total
 
 
-def _measure_env(env: Environment, sites: Sequence[Path]) -> dict[str, str]:
+def measure_env(env: Environment, sites: Sequence[Path]) -> dict[str, str]:
     # A --target or bare site-packages directory is not on the interpreter's path by itself.
     extra = {"PYTHONPATH": os.pathsep.join(str(s) for s in sites)} if env.kind == "site-packages" else {}
     return _clean_env(extra)
@@ -516,8 +516,8 @@ def _importable(python: str, env: Environment, sites: Sequence[Path], flags: Seq
     if not names:
         return []
     try:
-        proc = _run([python, *flags, "-B", "-c", _PROBE, str(_STARTUP_MODULES), *names],
-                    env=_measure_env(env, sites))
+        proc = run_interpreter([python, *flags, "-B", "-c", _PROBE, str(_STARTUP_MODULES), *names],
+                    env=measure_env(env, sites))
     except subprocess.TimeoutExpired:
         return []
     for line in reversed(proc.stdout.splitlines()):
@@ -533,12 +533,12 @@ def _time_imports(python: str, env: Environment, sites: Sequence[Path], flags: S
     if not modules:
         return None
     args = [python, *flags, "-B", "-c", "import " + ", ".join(modules)]
-    environ = _measure_env(env, sites)
+    environ = measure_env(env, sites)
     best: Optional[float] = None
     for _ in range(_STARTUP_RUNS):
         start = time.perf_counter()
         try:
-            proc = _run(args, env=environ)
+            proc = run_interpreter(args, env=environ)
         except subprocess.TimeoutExpired:
             return None
         elapsed = time.perf_counter() - start

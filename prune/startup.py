@@ -102,20 +102,20 @@ def time_imports(env: Environment, modules: Sequence[str], *,
     """Seconds to import ``modules`` in a fresh target interpreter (best of up to three runs,
     fewer past a one-second budget), and the modules that imported; None when there is no
     interpreter, nothing to import or nothing imported. Writes nothing (``-B``)."""
-    from .bytecode import _measure_env, _run
+    from .bytecode import measure_env, run_interpreter
 
     if env.python is None or not modules:
         return None
     sites = [p for p in env.site_paths() if p.is_dir()]
     args = [str(env.python), *flags, "-B", "-c", _TIMER, *modules]
-    environ = _measure_env(env, sites)
+    environ = measure_env(env, sites)
     best: Optional[float] = None
     imported: tuple[str, ...] = ()
     spent = 0.0
     for _ in range(_RUNS):
         started = time.perf_counter()
         try:
-            proc = _run(args, env=environ)
+            proc = run_interpreter(args, env=environ)
         except (subprocess.TimeoutExpired, OSError):
             break
         spent += time.perf_counter() - started

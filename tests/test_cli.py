@@ -178,7 +178,7 @@ def test_a_directory_named_like_a_subcommand_does_not_hide_it(synth_env: Path, t
     # the directory, and a bare name says how to reach the directory.
     import click
 
-    from prune._launch import SUBCOMMANDS
+    from prune._start import SUBCOMMANDS
 
     assert SUBCOMMANDS == set(cli.list_commands(click.Context(cli))), "the launcher's list is the group's"
     work = tmp_path / "work"

@@ -130,7 +130,7 @@ def _summary(inventory: Inventory, decision: GraphDecision) -> dict[str, Any]:
 
 
 def _render_text(data: Mapping[str, Any]) -> str:
-    from ..report import human_bytes
+    from ..report.units import human_bytes
 
     dists = data["distributions"]
     labels = {d["name"]: f"{d['name']} {d['version']}" for d in dists}

@@ -27,8 +27,8 @@ import click
 from click.shell_completion import CompletionItem
 
 from .. import __version__
-from .._launch import COMPLETE_VAR, SUBCOMMANDS, Launch
 from .._signals import SignalGate, signal_name, signal_number
+from .._start import COMPLETE_VAR, STARTED, SUBCOMMANDS, Launch
 from ..errors import PruneError
 from ._ui import EXIT_CODES, error, from_environment, os_error_line
 from .prune import prune_command
@@ -114,9 +114,7 @@ def main(argv: Optional[Sequence[str]] = None, *, launch: Optional[Launch] = Non
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if launch is None:
-        from .. import _launch
-
-        launch = Launch(started=_launch.STARTED if argv is None else time.perf_counter())
+        launch = Launch(started=STARTED if argv is None else time.perf_counter())
     if not args and COMPLETE_VAR not in os.environ:  # click's completion runs with no arguments
         click.echo("venv-prune: error: missing PATH; e.g. 'venv-prune /opt/venv --profile aggressive' "
                    "(see 'venv-prune --help')", err=True)

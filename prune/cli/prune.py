@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
-from .._launch import Launch
+from .._start import Launch
 from ..errors import Interrupted, UsageError, VerificationFailed
 from ..pipeline import Outcome, PruneRequest, run
 from ..pipeline.finish import after_commit

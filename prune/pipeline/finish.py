@@ -105,7 +105,7 @@ def finished(request: PruneRequest, outcome: Outcome, progress: Optional[Progres
 def _compile_bytecode(outcome: Outcome, optimize: int, progress: Optional[Progress]) -> Extras:
     """Rebuild the bytecode caches with the environment's interpreter; the extras that say so
     (and the start-up time after the compile, when it was timed before the prune)."""
-    from ..bytecode import _optimize_flags, compile_environment
+    from ..bytecode import compile_environment, optimize_flags
 
     extras = outcome.extras
     env = outcome.plan.inventory.env
@@ -124,7 +124,7 @@ def _compile_bytecode(outcome: Outcome, optimize: int, progress: Optional[Progre
         from ..startup import measure_after
 
         started = time.perf_counter()
-        startup = measure_after(env, startup, bytecode="compile", flags=_optimize_flags(optimize))
+        startup = measure_after(env, startup, bytecode="compile", flags=optimize_flags(optimize))
         timings.append(("startup after compile", time.perf_counter() - started))
     return replace(extras, bytecode=summary, startup=startup, timings=tuple(timings))
 
