@@ -222,6 +222,21 @@ def test_cli_bytecode_compile(mini_env: Path, tmp_path: Path) -> None:
     assert run_python(env, "import mini; print(mini.classify('zeta'))").stdout.strip() == "greek"
 
 
+def test_a_profile_that_says_compile_compiles(mini_env: Path, tmp_path: Path) -> None:
+    """``bytecode = "compile"`` in a profile does what ``--bytecode compile`` does (it was
+    accepted, written into the plan's options, and then ignored after the commit)."""
+    env = copy_env(mini_env, tmp_path / "env")
+    profile = tmp_path / "compile.toml"
+    profile.write_text('name = "compiling"\nextends = "standard"\n[settings]\nbytecode = "compile"\n')
+    proc = subprocess.run([str(VENV_PRUNE), str(env), "--profile", str(profile), "--format", "json"],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["options"]["bytecode"] == "compile"
+    assert report["bytecode"] is not None and report["bytecode"]["files"] > 0
+    assert len(pyc_files(env)) == report["bytecode"]["files"]
+
+
 def test_a_compile_killed_while_placing_is_finished_and_one_killed_compiling_discarded(
         mini_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 16, item 4: the caches are compiled into a scratch tree and renamed into place

@@ -88,7 +88,9 @@ def finished(request: PruneRequest, outcome: Outcome, progress: Optional[Progres
     if request.max_size is not None:
         extras = replace(extras, max_size=request.max_size)
     outcome = replace(outcome, extras=extras)
-    if request.options.bytecode == "compile" and outcome.result is not None:
+    # The plan's own choice: --bytecode (PlanOptions.bytecode) or else the profile's setting,
+    # so a profile that says ``bytecode = "compile"`` compiles as the option does.
+    if dict(outcome.plan.options).get("bytecode") == "compile" and outcome.result is not None:
         with after_commit(True):
             try:
                 outcome = replace(outcome, extras=_compile_bytecode(outcome, request.optimize, progress))
