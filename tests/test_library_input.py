@@ -20,11 +20,26 @@ from prune import PlanOptions, PruneRequest, UsageError, build_plan, load_profil
     ({"profile": None}, "profile"),
     ({"options": PlanOptions(keep="certifi/")}, "keep=('certifi/',)"),  # type: ignore[arg-type]
     ({"options": PlanOptions(remove_dists=["six", 3])}, "remove_dists"),  # type: ignore[list-item]
+    # The fields the pipeline took over from the command line (issue 18): a wrong type was a
+    # TypeError raised by the size gate after the prune had committed.
+    ({"max_size": "500MB"}, "max_size"),
+    ({"max_size": -1}, "max_size"),
+    ({"jobs": "2"}, "jobs"),
+    ({"optimize": "1"}, "optimize"),
+    ({"timeout": "60"}, "timeout"),
+    ({"timeout": 0}, "--timeout"),
+    ({"dry_run": "no"}, "dry_run"),
+    ({"strip": "yes"}, "strip"),
+    ({"output": 5}, "output"),
+    ({"requirements": ["requirements.txt"]}, "requirements"),
 ])
 def test_a_wrong_type_is_one_usage_error_and_nothing_runs(tmp_path: Path, request_kw: dict[str, Any],
                                                          needle: str) -> None:
     env = make_venv_tree(tmp_path / "env")
     add_dist(env, "six", {"six.py": "X = 1\n"})
+    cache = next(env.rglob("six.py")).parent / "__pycache__" / "six.cpython-311.pyc"
+    cache.parent.mkdir()
+    cache.write_bytes(b"a cache every profile removes")
     marker = tmp_path / "ran"
     kw: dict[str, Any] = {"path": str(env), "dry_run": False}
     kw.update({k: v.format(marker=marker) if isinstance(v, str) else v for k, v in request_kw.items()})
@@ -33,6 +48,7 @@ def test_a_wrong_type_is_one_usage_error_and_nothing_runs(tmp_path: Path, reques
     assert needle in str(err.value) and err.value.exit_code == 2
     assert not marker.exists(), "a check ran"
     assert (env / "lib").exists() and list(env.rglob("six.py"))
+    assert cache.exists(), "the prune ran"
 
 
 def test_build_plan_refuses_a_bare_string_of_patterns(tmp_path: Path) -> None:

@@ -85,12 +85,42 @@ def check_request(request: PruneRequest) -> None:
         raise UsageError(f"PruneRequest(options=...) takes a PlanOptions, not {request.options!r}")
     check_strings("PruneRequest", checks=request.checks, traces=request.traces, extras=request.extras)
     check_options(request.options)
+    _check_scalars(request)
     if request.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if request.timeout <= 0:
+        raise UsageError(f"--timeout {request.timeout!r}: must be more than 0 seconds")
     if request.optimize not in (0, 1, 2):
         raise UsageError(f"--optimize {request.optimize!r}: must be 0, 1 or 2")
+    if request.max_size is not None and request.max_size < 0:
+        raise UsageError(f"PruneRequest(max_size={request.max_size!r}): a size in bytes cannot be negative")
     _check_patterns(request.options)
     _check_combinations(request)
+
+
+def _check_scalars(request: PruneRequest) -> None:
+    """The type of every field that is not a string tuple: a library caller's
+    ``max_size="500MB"`` or ``jobs="2"`` is one line here, not a TypeError after the prune."""
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for name in ("jobs", "optimize"):
+        if not whole(getattr(request, name)):
+            raise UsageError(f"PruneRequest({name}=...) takes a whole number, not {getattr(request, name)!r}")
+    if request.max_size is not None and not whole(request.max_size):
+        raise UsageError(f"PruneRequest(max_size=...) takes a size in bytes (an int, e.g. 500_000_000) "
+                         f"or None, not {request.max_size!r}")
+    if not isinstance(request.timeout, (int, float)) or isinstance(request.timeout, bool):
+        raise UsageError(f"PruneRequest(timeout=...) takes seconds (a number), not {request.timeout!r}")
+    for name in ("dry_run", "verify", "measure_startup"):
+        if not isinstance(getattr(request, name), bool):
+            raise UsageError(f"PruneRequest({name}=...) takes True or False, not {getattr(request, name)!r}")
+    if request.strip is not None and not isinstance(request.strip, bool):
+        raise UsageError(f"PruneRequest(strip=...) takes True, False or None, not {request.strip!r}")
+    for name in ("python", "requirements", "output", "relocate"):
+        value = getattr(request, name)
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise UsageError(f"PruneRequest({name}=...) takes a path string or None, not {value!r}")
 
 
 def _check_patterns(options: PlanOptions) -> None:
