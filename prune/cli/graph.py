@@ -28,22 +28,13 @@ from ..graph import (
 from ..model import Inventory
 from ..profiles import Knowledge, Profile
 
-__all__ = ["distribution_sizes", "graph_command", "planned_decision"]
+__all__ = ["graph_command", "planned_decision"]
 
 _ROOT_SOURCES = {
     "explicit": "named explicitly",
     "requested": "REQUESTED: installed by name",
     "all": "nothing is marked REQUESTED, so every distribution counts",
 }
-
-
-def distribution_sizes(inventory: Inventory) -> dict[str, int]:
-    """Bytes each distribution occupies: the sizes of the files it owns."""
-    sizes: dict[str, int] = {}
-    for fe in inventory.files:
-        if fe.owner:
-            sizes[fe.owner] = sizes.get(fe.owner, 0) + fe.size
-    return sizes
 
 
 def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str],
@@ -66,6 +57,7 @@ def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str
 
     from .._gc import paused_gc
     from ..plan import PlanOptions, build_plan
+    from ..plan.distributions import distribution_sizes
     from ..sources import DiskSources
 
     outline = decide_distributions(
@@ -74,7 +66,7 @@ def planned_decision(inventory: Inventory, profile: Profile, roots: Sequence[str
         roots=list(roots) or None,
         removable=profile.remove_distributions,
         dev_tools=dict(knowledge.dev_tools) if profile.remove_dev_tools else None,
-        sizes=distribution_sizes(inventory),
+        sizes=dict(distribution_sizes(inventory.files)),
         dev_extras=knowledge.dev_extras,
         lists_remove_requested=profile.lists_remove_requested,
     )
