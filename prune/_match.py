@@ -13,7 +13,9 @@ path components that a dict answers:
 - ``*.ext`` — a component ending in ``.ext``.
 
 Patterns anchored at the root (``/certifi/cacert.pem``) can only match a path whose first
-component is their first literal, so their regex runs only for such paths. Anything else
+component is their first literal, so their regex runs only for such paths. Floating
+patterns that start with a literal directory (``**/bin/test_*``) can only match a path with
+such a directory, so their regex runs only for paths under one. Anything else
 (``foo*/``, negations) is asked as before. The shapes are recognised from the regex pathspec
 itself wrote, never from the pattern text, so pathspec's reading of a pattern (escapes,
 ``**``, a leading ``/``) is the one that counts; a regex in any other form is simply asked.
@@ -41,6 +43,8 @@ _ANY_SHAPE = re.compile(_FLOATING + _LITERAL + _ANY_TAIL)
 _EXT_SHAPE = re.compile(_FLOATING + r"\[\^/\]\*" + r"(\\\.(?:[A-Za-z0-9_]|\\[.\-])+)" + _ANY_TAIL)
 # Anchored: "^lit" followed by "/" or a group that demands "/" or the end of the path.
 _ANCHORED_SHAPE = re.compile(r"\^" + _LITERAL + r"(?=/|\(\?:\(\?:/\)\||\(\?:/)")
+# Floating under a literal directory: "^(?:.+/)?lit/" and more.
+_UNDER_SHAPE = re.compile(_FLOATING + _LITERAL + r"/(?=.)")
 
 
 def _unescape(literal: str) -> str:
@@ -116,6 +120,8 @@ class FirstMatch:
         self._by_dir: dict[str, int] = {}  # what a directory's components say
         self._by_name: dict[str, int] = {}  # what a last component says (__init__.py recurs)
         self._anchored_by_dir: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+        self._under: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+        self._under_by_dir: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
         # Matchers are taken in order, so _general is built sorted by index.
         for index, m in enumerate(self.matchers):
             if m.regexes is None:
@@ -135,6 +141,10 @@ class FirstMatch:
         found = _ANCHORED_SHAPE.match(regex)
         if found is not None:
             self._anchored.setdefault(_unescape(found.group(1)), []).append((index, re.compile(regex)))
+            return
+        found = _UNDER_SHAPE.match(regex)
+        if found is not None:
+            self._under.setdefault(_unescape(found.group(1)), []).append((index, re.compile(regex)))
             return
         compiled = re.compile(regex)
         self._general.append((index, lambda path: compiled.match(path) is not None))
@@ -177,6 +187,16 @@ class FirstMatch:
             found = self._anchored_by_dir[parent] = self._anchored.get(parent.partition("/")[0], [])
         return found
 
+    def _under_dirs_of(self, parent: str) -> list[tuple[int, re.Pattern[str]]]:
+        """The floating patterns under a literal directory that ``parent`` (a path's
+        directory) has among its components, in matcher order; once per directory."""
+        found = self._under_by_dir.get(parent)
+        if found is None:
+            found = sorted((entry for name in set(parent.split("/")) if name in self._under
+                            for entry in self._under[name]), key=lambda e: e[0])
+            self._under_by_dir[parent] = found
+        return found
+
     def first(self, path: str) -> Optional[Matcher]:
         """The first matcher that matches ``path`` (a trailing ``/`` marks a directory)."""
         best = self._none
@@ -192,6 +212,13 @@ class FirstMatch:
                 best = own
         if self._anchored:
             for index, regex in self._anchored_under(parent, name):
+                if index >= best:
+                    break
+                if regex.match(path) is not None:
+                    best = index
+                    break
+        if self._under and parent:
+            for index, regex in self._under_dirs_of(parent):
                 if index >= best:
                     break
                 if regex.match(path) is not None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["GENERIC_NAMES", "LOCATORS", "Candidate", "Evidence", "SiblingReader", "find_evidence"]
@@ -78,6 +78,17 @@ GENERIC_NAMES: frozenset[str] = frozenset({
 })
 #: Extensions a literal such as ``"*.py"`` names without picking out a file-type rule's files.
 _GENERIC_EXTENSIONS = frozenset({".py", ".pyc", ".pyo"})
+#: C and C++ header types: a compiler reads them through ``#include``, so the ones kept code
+#: needs are the closure of the files it names, not every file of the type.
+HEADER_TYPES: frozenset[str] = frozenset({".h", ".hh", ".hpp", ".hxx", ".h++", ".cuh", ".inc", ".inl", ".tcc"})
+#: Types whose ``#include`` lines the closure follows: headers and the C/C++ sources kept code
+#: compiles (inductor's ``aoti_runtime/interface.cpp``).
+_INCLUDING_TYPES = HEADER_TYPES | frozenset({".c", ".cc", ".cpp", ".cxx", ".cu"})
+# What may stand between two literals Python joins: blanks, newlines, a backslash
+# continuation, the next literal's prefix.
+_ADJACENT = re.compile(rb"[ \t\r\n\\]*[rRbBuUfF]{0,2}")
+_INCLUDED = re.compile(r'#[ \t]*include[ \t]*[<"]([^<>"]{1,300})[>"]')
+_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[<"]([^<>"\r\n]{1,300})[>"]', re.M)
 
 
 @dataclass(frozen=True)
@@ -98,19 +109,22 @@ class Candidate:
 
     ``sub``: its path relative to its site-packages directory (or to the root outside one);
     ``owner``: the distribution that installed it; ``rule``: the rule's id; ``anchor``: the
-    directory (like ``sub``) that a directory rule matched, or "" for a file-type rule.
+    directory (like ``sub``) that a directory rule matched, or "" for a file-type rule;
+    ``path``: its path relative to the root, for reading it ("" when ``sub`` is that path).
     """
 
     sub: str
     owner: str
     rule: str
     anchor: str = ""
+    path: str = ""
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Why a candidate stays: ``kind`` is ``reader:<id>``, ``file-name``, ``extension`` or
-    ``directory``; ``source`` the kept file (relative to the root) that gave the evidence."""
+    """Why a candidate stays: ``kind`` is ``reader:<id>``, ``file-name``, ``extension``,
+    ``directory``, ``header-directory`` or ``include``; ``source`` the kept file (relative to
+    the root) that gave the evidence."""
 
     kind: str
     source: str
@@ -122,20 +136,25 @@ class _Named:
     """What one distribution's locating code names, each with the first file naming it:
     ``names``: every path component of a literal; ``files``: literals that are a bare file
     name; ``paths``: file name -> the literals that name it with directories
-    (``"csrc/utils.h"``), as component tuples; ``extensions``: ``"*.pyx"``/``".pyx"``."""
+    (``"csrc/utils.h"``), as component tuples; ``extensions``: ``"*.pyx"``/``".pyx"``;
+    ``scopes``: header extension -> {each file naming it: for each literal naming it, the
+    plain directories before the name (``()``: none)}, to narrow the type to where it is built."""
 
     names: dict[str, str]
     files: dict[str, str]
     paths: dict[str, dict[tuple[str, ...], str]]
     extensions: dict[str, str]
+    scopes: dict[str, dict[str, list[tuple[str, ...]]]] = field(default_factory=dict)
 
 
 def _add_names(data: bytes, where: str, found: _Named, words: frozenset[str]) -> None:
     """Record every path component, file name and extension glob that a string literal in
     ``data`` names. A bare word (no dot, no separator) is recorded only when it is one of
-    ``words`` (the matched directories, and the candidates' file names without a dot)."""
-    for a, b in _LITERAL.findall(data):
-        raw = a or b
+    ``words`` (the matched directories, and the candidates' file names without a dot).
+    Adjacent literals are one, as Python reads them (``"torch/csrc/inductor/" f"{d}.h"``),
+    and a literal holding ``#include <x/y.h>`` (code writing C++ for a compiler: torch's
+    ``load_inline`` prepends ``#include <torch/extension.h>``) names ``x/y.h``."""
+    for raw in _joined_literals(data):
         if b"." not in raw and b"/" not in raw and b"\\" not in raw:
             word = raw.decode("utf-8", "replace").strip()
             if word in words:
@@ -143,29 +162,63 @@ def _add_names(data: bytes, where: str, found: _Named, words: frozenset[str]) ->
                 found.files.setdefault(word, where)
             continue
         text = raw.decode("utf-8", "replace").strip()
-        parts = [p.strip() for p in _SPLIT.split(text)]
-        parts = [p for p in parts if p and p not in (".", "..")]
-        if not parts:
-            continue
-        for part in parts:
-            found.names.setdefault(part, where)
-            m = _EXTENSION.match(part)
-            if m is not None:
-                found.extensions.setdefault(m.group(1).lower(), where)
-        # The literal's tail of plain components (an f-string's "{d}/" or a "%s/" before it
-        # stands for a directory nobody can know statically).
-        tail: list[str] = []
-        for part in reversed(parts):
-            if any(ch in part for ch in "{}%*<> "):
-                break
-            tail.append(part)
-        if not tail:
-            continue
-        tail.reverse()
-        if len(tail) == 1 and len(parts) == 1:
-            found.files.setdefault(tail[0], where)
+        texts = _INCLUDED.findall(text) if "include" in text else []
+        for one in texts or [text]:
+            _add_literal(one, where, found)
+
+
+def _joined_literals(data: bytes) -> list[bytes]:
+    """The bodies of the one-line string literals in ``data``, adjacent ones joined."""
+    out: list[bytes] = []
+    end = -1
+    for m in _LITERAL.finditer(data):
+        body = m.group(1) or m.group(2)
+        if out and _ADJACENT.fullmatch(data, end, m.start()) is not None:
+            out[-1] += body
         else:
-            found.paths.setdefault(tail[-1], {}).setdefault(tuple(tail), where)
+            out.append(body)
+        end = m.end()
+    return out
+
+
+def _add_literal(text: str, where: str, found: _Named) -> None:
+    """Record what one literal's text names (see :func:`_add_names`). A header type named
+    after plain directories (``torch/csrc/inductor/{kind}/{d}.h``) is scoped to them; named
+    bare (``f"{name}.h"``) it is not (:attr:`_Named.scopes`)."""
+    parts = [p.strip() for p in _SPLIT.split(text)]
+    parts = [p for p in parts if p and p not in (".", "..")]
+    for part in parts:
+        found.names.setdefault(part, where)
+        m = _EXTENSION.match(part)
+        if m is not None:
+            ext = m.group(1).lower()
+            found.extensions.setdefault(ext, where)
+            if ext in HEADER_TYPES:
+                head: list[str] = []
+                for p in parts[:-1]:
+                    if _placeholder(p):
+                        break
+                    head.append(p)
+                found.scopes.setdefault(ext, {}).setdefault(where, []).append(tuple(head))
+    # The literal's tail of plain components (an f-string's "{d}/" or a "%s/" before it
+    # stands for a directory nobody can know statically).
+    tail: list[str] = []
+    for part in reversed(parts):
+        if _placeholder(part):
+            break
+        tail.append(part)
+    if not tail:
+        return
+    tail.reverse()
+    if len(tail) == 1 and len(parts) == 1:
+        found.files.setdefault(tail[0], where)
+    else:
+        found.paths.setdefault(tail[-1], {}).setdefault(tuple(tail), where)
+
+
+def _placeholder(part: str) -> bool:
+    """Whether a path component is not plain (a glob, a format placeholder, markup)."""
+    return any(ch in part for ch in "{}%*<> ")
 
 
 def find_evidence(
@@ -210,7 +263,93 @@ def find_evidence(
         ev = _evidence_for(c, named.get(c.owner), siblings)
         if ev is not None:
             out[i] = ev
+    _narrow_header_types(candidates, out, named)
+    _follow_includes(candidates, out, read)
     return out
+
+
+def _suffix(sub: str) -> str:
+    name = sub.rpartition("/")[2]
+    stem, dot, ext = name.rpartition(".")
+    return "." + ext.lower() if dot and stem else ""
+
+
+def _under(sub: str, directory: tuple[str, ...]) -> bool:
+    """Whether ``directory``'s components appear, in order and adjacent, among the directories
+    of ``sub`` (``torch/csrc/inductor`` is under ``torch/include/torch/csrc/inductor/x/y.h``)."""
+    parts = sub.split("/")[:-1]
+    n = len(directory)
+    return any(tuple(parts[i:i + n]) == directory for i in range(len(parts) - n + 1))
+
+
+def _narrow_header_types(candidates: Sequence[Candidate], out: dict[int, Evidence],
+                         named: Mapping[str, _Named]) -> None:
+    """Narrow "the owner's code names files '*.h'" to the headers under the directories that
+    the naming code also names (and, through :func:`_follow_includes`, what those include).
+
+    A header type is named to build a header's name (torch's inductor: ``"torch/csrc/inductor/"
+    f"{kind}/{device}.h"``), and a compiler then reads what that header includes, not every
+    header of the distribution: keeping all of them kept 31 MB of torch's headers where the
+    inductor and ``cpp_extension`` need about 17 MB. A name built under plain directories
+    keeps the headers under them (none, where those directories are not in this wheel:
+    inductor's ``c10/metal/{header}.h`` on a CPU build); one built with no directory before
+    it (``f"{name}.h"``) could be any header, and then every header of the type stays.
+    """
+    by_owner: dict[tuple[str, str], list[int]] = {}
+    for i, ev in out.items():
+        c = candidates[i]
+        if ev.kind == "extension" and _suffix(c.sub) in HEADER_TYPES:
+            by_owner.setdefault((c.owner, _suffix(c.sub)), []).append(i)
+    for (owner, ext), hits in sorted(by_owner.items()):
+        found = named.get(owner)
+        scopes = found.scopes.get(ext, {}) if found is not None else {}
+        heads = {(head, where) for where, listed in scopes.items() for head in listed}
+        if not heads or any(not head for head, _ in heads):
+            continue  # a name built with no directory before it: every header may be meant
+        for i in hits:
+            c = candidates[i]
+            inside = min(((h, w) for h, w in heads if _under(c.sub, h)), default=None)
+            if inside is None:
+                del out[i]
+            else:
+                head, where = inside
+                out[i] = Evidence("header-directory", where,
+                                  f"{owner}'s code builds '*{ext}' names under {'/'.join(head)!r} ({where})")
+
+
+def _follow_includes(candidates: Sequence[Candidate], out: dict[int, Evidence],
+                     read: Callable[[str], bytes]) -> None:
+    """Keep what kept headers and C/C++ sources ``#include``, to a fixpoint: a compiler reads
+    the whole closure (torch's ``cpp_prefix.h`` needs ``c10/util/hash.h``).
+
+    An include is resolved against the candidates by path suffix (``<c10/util/hash.h>`` is
+    every candidate whose path ends so), the including file's own distribution first, then
+    any; ``#if`` is not evaluated, so every branch counts (which can only keep more).
+    """
+    headers: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        if _suffix(c.sub) in _INCLUDING_TYPES:
+            headers.setdefault(c.sub.rpartition("/")[2], []).append(i)
+    todo = [i for i in out if _suffix(candidates[i].sub) in _INCLUDING_TYPES]
+    done: set[int] = set()
+    while todo:
+        i = todo.pop()
+        if i in done:
+            continue
+        done.add(i)
+        c = candidates[i]
+        via = c.path or c.sub
+        for raw in _INCLUDE.findall(read(via)):
+            name = raw.decode("utf-8", "replace").strip()
+            wanted = posixpath.normpath(posixpath.join(posixpath.dirname(c.sub), name))
+            tail = "/" + "/".join(p for p in name.split("/") if p not in (".", ".."))
+            hits = [j for j in headers.get(name.rpartition("/")[2], ())
+                    if candidates[j].sub == wanted or ("/" + candidates[j].sub).endswith(tail)]
+            own = [j for j in hits if candidates[j].owner == c.owner]
+            for j in own or hits:
+                if j not in out:
+                    out[j] = Evidence("include", via, f"#include <{name}> in {via}, which stays")
+                    todo.append(j)
 
 
 def _evidence_for(c: Candidate, named: Optional[_Named],

@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterator
 
 __all__ = [
-    "import_tokens", "imported_modules", "module_name_for", "required_modules", "resolve_relative",
-    "run_references",
+    "import_tokens", "imported_modules", "is_evidence_file", "is_test_harness", "module_name_for",
+    "required_modules", "resolve_relative", "run_references",
 ]
 
 # Identifier characters: ASCII plus any non-ASCII byte, so UTF-8 identifiers (PEP 3131) match.
@@ -405,6 +405,15 @@ def is_evidence_file(path: str) -> bool:
     if "/tests/" in folded or "/test/" in folded:
         return False
     return not path.endswith(("/conftest.py", "/setup.py"))
+
+
+def is_test_harness(path: str) -> bool:
+    """Whether a source file belongs to a test harness shipped as a package (``testing/``,
+    ``_testing/``: torch/testing/_internal, pandas/_testing, sympy/testing). Importing it is
+    real (so it stays, and its imports count), but what it runs (pip, pytest) and the files
+    it names (sympy's runtests.py names ``sympy/core/tests/test_basic.py``) are test work.
+    """
+    return "/testing/" in path or "/_testing/" in path
 
 
 # --- what a source runs (issue 15, kind C) ----------------------------------------------------

@@ -48,6 +48,7 @@ _SETTINGS: dict[str, type] = {
     "remove_distributions": list,
     "remove_dev_tools": bool,
     "lists_remove_requested": bool,
+    "keep_what_dev_tools_run": bool,
     "strip": bool,
     "bytecode": str,
     "optional_data": bool,
@@ -198,6 +199,7 @@ class Profile:
     remove_distributions: tuple[str, ...] = ()
     remove_dev_tools: bool = False
     lists_remove_requested: bool = False
+    keep_what_dev_tools_run: bool = True
     strip: bool = False
     bytecode: str = "drop"
     optional_data: bool = False
@@ -244,6 +246,8 @@ class Knowledge:
     # Distributions that read files of a type in EVERY distribution while they are kept (mypy
     # reads all stubs): ``when`` names the readers, ``patterns`` the files.
     environment_readers: tuple[Protection, ...] = ()
+    # Code that names files to write them (code generators): no evidence of a read (torchgen).
+    writers: tuple[Protection, ...] = ()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -409,6 +413,7 @@ def load_profile(ref: str = "standard") -> Profile:
         remove_distributions=tuple(settings.get("remove_distributions", ())),
         remove_dev_tools=bool(settings.get("remove_dev_tools", False)),
         lists_remove_requested=bool(settings.get("lists_remove_requested", False)),
+        keep_what_dev_tools_run=bool(settings.get("keep_what_dev_tools_run", True)),
         strip=bool(settings.get("strip", False)),
         bytecode=str(settings.get("bytecode", "drop")),
         optional_data=bool(settings.get("optional_data", False)),
@@ -455,13 +460,13 @@ def load_knowledge() -> Knowledge:
                 tools.append((str(entry["name"]), str(entry.get("reason", "development tool"))))
         dev_tools = tuple(tools)
     dev_extras = tuple(str(x) for x in (dev or {}).get("extras", ()))
-    read_optional = tuple(
+    read_optional, writers = (tuple(
         Protection(
             id=str(p["id"]), patterns=tuple(p["patterns"]), reason=str(p.get("reason", "")),
             source=str(p.get("source", "")), when=(), spec=compile_patterns(p["patterns"]),
         )
-        for p in data.get("read_optional", [])
-    )
+        for p in data.get(table, [])
+    ) for table in ("read_optional", "writes_only"))
     environment_readers = tuple(
         Protection(
             id=str(p["id"]), patterns=tuple(p["patterns"]), reason=str(p.get("reason", "")),
@@ -470,4 +475,5 @@ def load_knowledge() -> Knowledge:
         for p in data.get("reads_environment", [])
     )
     return Knowledge(protect=protect, optional=optional, dev_tools=dev_tools, dev_extras=dev_extras,
-                     readers=readers, read_optional=read_optional, environment_readers=environment_readers)
+                     readers=readers, read_optional=read_optional, environment_readers=environment_readers,
+                     writers=writers)

@@ -10,6 +10,7 @@ tier) follow.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -535,3 +536,185 @@ def test_trytond_loads_its_translations_after_a_standard_prune(fresh_venv: Calla
     with sqlite3.connect(db / "test.sqlite") as conn:
         (count,) = conn.execute("select count(*) from ir_translation where lang='fr'").fetchone()
     assert count > 1000, count
+
+
+# --------------------------------------- kind A: headers a compiler reads, by their includes
+
+def test_a_header_type_narrows_to_the_named_directories_and_their_include_closure() -> None:
+    """torch's inductor names ``'*.h'`` only to build a header's name under
+    ``torch/csrc/inductor``: what stays is the headers there and what they ``#include``
+    (to a fixpoint; ``"../x.h"`` and ``<a/b.h>`` both resolve), plus the closure of a header
+    named outright; an unrelated header goes. A file that names the type but no directory
+    holding the owner's headers cannot be narrowed: every header stays."""
+    from prune.evidence import Candidate, find_evidence
+
+    sources = {
+        "site/kit/jit.py": (b"import os\nROOT = os.path.dirname(__file__)\n"
+                            b"def header(kind, dev):\n    return ('kit/csrc/jit/' f'{kind}/{dev}.h')\n"),
+        "site/kit/ext.py": b"import os\nROOT = os.path.dirname(__file__)\nSRC = '#include <kit/extension.h>'\n",
+        "site/kit/include/kit/csrc/jit/cpu/cpu.h": b'#include <c10/hash.h>\n#include "../../common.h"\n',
+        "site/kit/include/c10/hash.h": b"#pragma once\n  #  include <c10/macros.h>\n",
+        "site/kit/include/c10/macros.h": b"#define X 1\n",
+        "site/kit/include/kit/csrc/common.h": b"int common;\n",
+        "site/kit/include/kit/extension.h": b"#include <kit/api.h>\n",
+        "site/kit/include/kit/api.h": b"int api;\n",
+        "site/kit/include/unrelated/big.h": b"#include <c10/macros.h>\n",
+        "site/kit/include/kit/csrc/jit/cpu/conditional.h": b"#if 0\n#include <never/else.h>\n#endif\n",
+        "site/kit/include/never/else.h": b"",
+    }
+    headers = [p for p in sources if p.endswith(".h")]
+    candidates = [Candidate(p[len("site/"):], "kit", "c-sources", "", p) for p in headers]
+    code = {"kit": [("site/kit/jit.py", "kit/jit.py"), ("site/kit/ext.py", "kit/ext.py")]}
+    found = find_evidence(candidates, code, lambda p: sources.get(p, b""))
+    kept = {candidates[i].sub.split("include/", 1)[1]: ev.kind for i, ev in found.items()}
+    assert kept == {
+        "kit/csrc/jit/cpu/cpu.h": "header-directory", "kit/csrc/jit/cpu/conditional.h": "header-directory",
+        "c10/hash.h": "include", "c10/macros.h": "include", "kit/csrc/common.h": "include",
+        "kit/extension.h": "file-name", "kit/api.h": "include",
+        "never/else.h": "include",  # #if is not evaluated: every branch counts
+    }, kept
+
+    # The type named by a file that names no directory of the owner's headers: all stay.
+    unscoped = dict(sources)
+    unscoped["site/kit/jit.py"] = b"import os\nROOT = os.path.dirname(__file__)\nNAME = f'{x}.h'\n"
+    found = find_evidence(candidates, code, lambda p: unscoped.get(p, b""))
+    assert len(found) == len(candidates) and any(ev.kind == "extension" for ev in found.values())
+
+
+_JIT_PKG = {
+    "jitkit/__init__.py": textwrap.dedent("""\
+        import os, subprocess, sys, tempfile
+        INCLUDE = os.path.join(os.path.dirname(__file__), "include")
+        def header(device):
+            return "jitkit/csrc/jit/" f"{device}.h"
+        def compile(device="cpu"):
+            # What torch.compile does on CPU: write C++ that includes a shipped header, compile it.
+            with tempfile.TemporaryDirectory() as d:
+                src = os.path.join(d, "k.c")
+                with open(src, "w") as fh:
+                    fh.write(f"#include <{header(device)}>\\nint main(void) {{ return kernel(2) - 4; }}\\n")
+                subprocess.run(["cc", "-I", INCLUDE, src, "-o", os.path.join(d, "k")], check=True)
+                return subprocess.run([os.path.join(d, "k")]).returncode
+        """),
+    "jitkit/include/jitkit/csrc/jit/cpu.h": '#include "util/twice.h"\nstatic int kernel(int x) { return twice(x); }\n',
+    "jitkit/include/jitkit/csrc/jit/util/twice.h": ("#include <c10/ops.h>\n"
+                                                    "static int twice(int x) { return add(x, x); }\n"),
+    "jitkit/include/c10/ops.h": "static int add(int a, int b) { return a + b; }\n",
+    # Headers of the C++ library nothing compiles at run time: they go.
+    "jitkit/include/jitkit/api/tensor.h": "struct tensor { int n; };\n" + "/* pad */\n" * 500,
+    "jitkit/include/caffe/proto.h": "/* pad */\n" * 500,
+}
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+@pytest.mark.parametrize("profile", ("safe",) + PROFILES)
+def test_headers_a_kept_jit_compiler_includes_stay_and_the_rest_go(
+        fresh_venv: Callable[..., Path], profile: str) -> None:
+    """The torch.compile mechanism for real: kept code compiles C against a shipped header at
+    run time, and the compiler reads that header's whole #include closure (torch 2.13's
+    inductor needs 2.3 MB of torch's 31 MB of headers, cpp_extension 14 MB more). The
+    closure stays, headers outside it go, the check compiles and runs after the prune."""
+    env = fresh_venv()
+    add_dist(env, "jitkit", _JIT_PKG)
+    report = _report(_prune(env, profile, "python -c 'import jitkit, sys; sys.exit(jitkit.compile())'"))
+    inc = env / SITE / "jitkit" / "include"
+    for kept in ("jitkit/csrc/jit/cpu.h", "jitkit/csrc/jit/util/twice.h", "c10/ops.h"):
+        assert (inc / kept).exists(), kept
+    assert not (inc / "jitkit/api/tensor.h").exists() and not (inc / "caffe/proto.h").exists()
+    kinds = {g["saved_by"] for g in report["kept_on_evidence"] if g["distribution"] == "jitkit"}
+    assert kinds == {"evidence:header-directory", "evidence:include"}, kinds
+    subprocess.run([str(env / "bin" / "python"), "-c", "import jitkit, sys; sys.exit(jitkit.compile())"],
+                   check=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ("safe", "aggressive"))
+def test_torch_compile_and_cpp_extensions_after_pruning(fresh_venv: Callable[..., Path], profile: str,
+                                                        tmp_path: Path) -> None:
+    """torch 2.13 on CPU: torch.compile (inductor, also in cpp_wrapper mode) and
+    cpp_extension.load_inline compile against torch's headers after the prune, each with
+    its own empty cache so nothing compiled before the prune is reused; torch/bin's C++ test
+    programs are gone."""
+    env = fresh_venv(["torch==2.13.0"])
+    code = textwrap.dedent("""\
+        import torch, torch._inductor.config as config
+        from torch.utils.cpp_extension import load_inline
+        def f(x, y):
+            return (x.sin() * y).relu().sum(dim=-1)
+        x, y = torch.randn(16, 8), torch.randn(16, 8)
+        assert torch.allclose(torch.compile(f)(x, y), f(x, y), atol=1e-5)
+        config.cpp_wrapper = True
+        torch._dynamo.reset()
+        assert torch.allclose(torch.compile(f)(x, y), f(x, y), atol=1e-5)
+        m = load_inline(name="add_one", cpp_sources=["torch::Tensor add_one(torch::Tensor x) { return x + 1; }"],
+                        functions=["add_one"])
+        assert torch.equal(m.add_one(torch.zeros(3)), torch.ones(3))
+        """)
+    script = tmp_path / "compile_check.py"
+    script.write_text(code)
+    cache = tmp_path / "caches"
+    check = (f"rm -rf {cache} && TORCHINDUCTOR_CACHE_DIR={cache}/inductor "
+             f"TORCH_EXTENSIONS_DIR={cache}/ext python {script}")
+    report = _report(_prune(env, profile, check))
+    assert report["verification"]["status"] == "passed"
+    assert not (env / SITE / "torch" / "bin" / "test_api").exists()
+    assert (env / SITE / "torch" / "include" / "torch" / "csrc" / "inductor" / "cpp_prefix.h").exists()
+    kept = sum(g["bytes"] for g in report["kept_on_evidence"]
+               if g["distribution"] == "torch" and g["rule"] == "c-sources")
+    assert kept < 28_000_000, kept  # every header (31 MB of .h, 38 MB in all) no longer stays
+
+
+def test_test_harnesses_and_code_generators_are_no_evidence(tmp_path: Path) -> None:
+    """A test harness shipped as a package names the suite it runs (sympy/testing/runtests.py
+    names ``sympy/core/tests/test_basic.py``), and a code generator the knowledge base lists
+    (torchgen) names the headers it writes: neither keeps anything. The same names in code
+    that reads at run time do."""
+    from synth import make_venv_tree
+
+    runner = "import os\nROOT = os.path.dirname(__file__)\nSUITE = ['symkit/core/tests/test_basic.py']\n"
+    generator = "import os\nHERE = os.path.dirname(__file__)\ndef out(name):\n    return f'{name}.h'\n"
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "symkit", {
+        "symkit/__init__.py": "",
+        "symkit/testing/runtests.py": runner,
+        "symkit/core/__init__.py": "",
+        "symkit/core/tests/__init__.py": "",
+        "symkit/core/tests/test_basic.py": "def test_ok():\n    assert True\n",
+    })
+    add_dist(root, "torch", {"torch/__init__.py": "", "torch/include/ATen/ops/add.h": "int add;\n",
+                             "torchgen/__init__.py": "", "torchgen/gen.py": generator})
+    plan = build_plan(scan(locate(root)), load_profile("standard"))
+    gone = {a.path for a in plan.actions}
+    assert f"{SITE}/symkit/core/tests" in gone and f"{SITE}/torch/include/ATen/ops/add.h" in gone, sorted(gone)
+    assert not [k for k in plan.kept if k.saved_by.startswith("evidence")]
+
+    # The same literals in code that is neither keep the files.
+    (root / SITE / "symkit" / "loader.py").write_text(runner)
+    (root / SITE / "torch" / "gen.py").write_text(generator)
+    plan = build_plan(scan(locate(root)), load_profile("standard"))
+    gone = {a.path for a in plan.actions}
+    assert f"{SITE}/symkit/core/tests" not in gone and f"{SITE}/torch/include/ATen/ops/add.h" not in gone
+
+
+def test_test_programs_in_a_package_bin_go_unless_named(tmp_path: Path) -> None:
+    """torch/bin ships C++ test programs (test_api, test_jit, TCPStoreTest: 41 MB) beside
+    tools torch runs (torch_shm_manager): the test programs go, the tools and the venv's own
+    bin/ stay, and one that kept code names stays."""
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "tkit", {
+        "tkit/__init__.py": "import os\nSHM = os.path.join(os.path.dirname(__file__), 'bin', 'shm_manager')\n"
+                            "ABI = os.path.join(os.path.dirname(__file__), 'bin', 'test_abi_check')\n",
+        "tkit/bin/shm_manager": b"\x7fELF" + b"\0" * 64,
+        "tkit/bin/test_api": b"\x7fELF" + b"\0" * 4096,
+        "tkit/bin/TCPStoreTest": b"\x7fELF" + b"\0" * 4096,
+        "tkit/bin/test_abi_check": b"\x7fELF" + b"\0" * 64,
+    }, scripts=("test_runner",))
+    for profile in ("safe", "standard", "aggressive"):
+        plan = build_plan(scan(locate(root)), load_profile(profile))
+        by_rule = {a.path: a.rule for a in plan.actions}
+        assert by_rule.get(f"{SITE}/tkit/bin/test_api") == "test-programs", profile
+        assert by_rule.get(f"{SITE}/tkit/bin/TCPStoreTest") == "test-programs", profile
+        for stays in (f"{SITE}/tkit/bin/shm_manager", f"{SITE}/tkit/bin/test_abi_check", "bin/test_runner"):
+            assert stays not in by_rule, (profile, stays)

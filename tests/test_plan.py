@@ -225,12 +225,13 @@ def test_text_report_says_kept_once() -> None:
 
 _PATH_PARTS = ["tests", "test", "docs", "__pycache__", "pkg", "a.py", "a.pyc", "x.c", "x.h", "x.pyi",
                "share", "include", "py.typed", "m.po", "lib.a", "data.json", "certifi", "cacert.pem",
-               "x.tar.gz", "tar.gz", ".c", "mpl-data", "a.b", "pkg.pyc"]
-# Patterns of every shape FirstMatch indexes (name/, name, *.ext, anchored) and of shapes it
-# asks as regexes (wildcards inside a name, **, negations).
+               "x.tar.gz", "tar.gz", ".c", "mpl-data", "a.b", "pkg.pyc", "bin", "test_api", "StoreTest"]
+# Patterns of every shape FirstMatch indexes (name/, name, *.ext, anchored, floating under a
+# literal directory) and of shapes it asks as regexes (wildcards inside a name, negations).
 _PATTERNS = ["tests/", "test", "docs/", "__pycache__/", "*.pyc", "*.c", "*.tar.gz", "*.gz", "py.typed",
              "/certifi/cacert.pem", "/pkg/", "/share", "/pkg/**/*.py", "pkg/tests/", "a.*", "*.py[co]",
-             "**/docs/**", "mpl-data/", "tests/*", "!a.py", "!tests/", "x.c", "/tests"]
+             "**/docs/**", "mpl-data/", "tests/*", "!a.py", "!tests/", "x.c", "/tests",
+             "**/bin/test_*", "**/bin/*Test", "**/pkg/*.c", "**/pkg/tests/"]
 
 
 def _first_by_asking(matchers: list, path: str):
@@ -288,6 +289,7 @@ def test_first_match_indexes_the_built_in_profiles_without_regexes() -> None:
     assert {"tests", "__pycache__"} <= set(first._dir_names)
     assert {".pyc", ".c"} <= set(first._exts)
     assert "certifi" in first._anchored
+    assert "bin" in first._under  # **/bin/test_*: asked only of paths under a bin/
 
 
 @pytest.mark.parametrize("app_imports_black", [False, True])

@@ -103,6 +103,42 @@ def test_kept_code_running_python_m_pip_keeps_pip(profile: str, fresh_venv: Call
     assert run(env, "-m", "pip", "list", cwd=tmp_path).returncode == 0
 
 
+# IPython 9's %pip magic (IPython/core/magics/packaging.py), reduced to the mechanism.
+PIP_MAGIC = textwrap.dedent('''
+    import subprocess
+    import sys
+
+
+    def pip(line):
+        subprocess.run([sys.executable, "-m", "pip", *line.split()])
+''')
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_what_a_kept_development_tool_runs_keeps_pip_only_in_standard(
+        profile: str, fresh_venv: Callable[..., Path]) -> None:
+    """A kept interactive shell's ``%pip`` runs ``python -m pip``: standard keeps pip for it;
+    aggressive (``keep_what_dev_tools_run = false``) removes pip and warns, naming the run
+    and ``--keep-dist pip`` (the flaskdev benchmark: IPython kept for matplotlib-inline)."""
+    env = fresh_venv([])
+    site = site_of(env)
+    add_dist(env, "ipython", {"IPython/__init__.py": "", "IPython/magics.py": PIP_MAGIC},
+             site=site, top_level=("IPython",), requested=False)
+    add_dist(env, "plotapp", {"plotapp/__init__.py": "import IPython\n"}, site=site, requires=("ipython",))
+    data = prune_ok(env, "--profile", profile)
+    pip, ipython = decisions(data)["pip"], decisions(data)["ipython"]
+    assert not ipython["remove"], ipython
+    warnings = [d["message"] for d in data["diagnostics"] if d["code"] == "dev-tool-run"]
+    if profile == "standard":
+        assert not pip["remove"] and "kept: ipython 1.0 runs python -m pip" in pip["reason"], pip
+        assert warnings == []
+    else:
+        assert pip["remove"], pip
+        assert len(warnings) == 1 and f"({site}/IPython/magics.py)" in warnings[0], warnings
+        assert "--keep-dist pip keeps it" in warnings[0] and "interactive shell" in warnings[0]
+        assert not (env / site / "pip").exists()
+
+
 def test_graph_command_shows_what_kept_code_runs(fresh_venv: Callable[..., Path]) -> None:
     env = fresh_venv([])
     add_dist(env, "modeldl", {"modeldl/__init__.py": INSTALLER_USER}, site=site_of(env))

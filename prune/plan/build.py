@@ -125,10 +125,11 @@ def _plan_once(
     bytecode = options.bytecode or profile.bytecode
     rules = compile_rules(profile, options, knowledge, inventory, bytecode)
     # Distribution decisions first: a removed distribution takes all its files.
-    decisions = decide_dists(inventory, profile, options, knowledge, sources, distribution_sizes(inventory.files))
+    decisions, tool_runs = decide_dists(inventory, profile, options, knowledge, sources,
+                                        distribution_sizes(inventory.files))
     decisions = with_kept_reasons(decisions, extra_keep, named)
     removed = {d.name: d for d in decisions if d.remove}
-    diagnostics = [*inventory.diagnostics, *requested_removed_warnings(decisions, options)]
+    diagnostics = [*inventory.diagnostics, *requested_removed_warnings(decisions, options), *tool_runs]
     file_pass = _file_pass(inventory, profile, options, knowledge, sources, rules, decisions)
     states, needed = _decide_every_file(inventory, file_pass)
     _keep_what_kept_code_needs(states, inventory, sources, knowledge, removed, needed)

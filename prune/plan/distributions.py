@@ -22,8 +22,8 @@ from typing import Optional
 from packaging.utils import canonicalize_name
 
 from ..errors import UsageError
-from ..graph import SEEDED, decide_distributions, every_requested_removed, provided_modules
-from ..imports import is_evidence_file
+from ..graph import SEEDED, decide_distributions, dev_tool_reasons, every_requested_removed, provided_modules
+from ..imports import is_evidence_file, is_test_harness
 from ..model import Diagnostic, DistDecision, Distribution, FileEntry, Inventory, Plan
 from ..paths import site_relative
 from ..profiles import Knowledge, Profile
@@ -76,16 +76,56 @@ def _keep_unreadable(inv: Inventory, options: PlanOptions) -> list[str]:
 
 
 def decide_dists(inv: Inventory, profile: Profile, options: PlanOptions, knowledge: Knowledge,
-                 sources: SourceReader, sizes: Mapping[str, int]) -> tuple[DistDecision, ...]:
+                 sources: SourceReader, sizes: Mapping[str, int],
+                 ) -> tuple[tuple[DistDecision, ...], list[Diagnostic]]:
     """Ask the graph which distributions go (pip/setuptools/wheel, dev tools, unreachable),
     feeding it, round by round, what kept distributions' code imports and runs.
 
+    Where the profile says what development tools run keeps nothing
+    (``keep_what_dev_tools_run = false``, aggressive), a run found in a listed tool's code
+    (IPython's ``%pip`` magic runs ``python -m pip``) is set aside, and each distribution
+    removed although a kept tool runs it gets a warning naming the run and ``--keep-dist``.
+
+    :returns: (the decisions, those warnings).
     :raises UsageError: from the graph (an unknown name, a required distribution named for
         removal without ``force``), or :func:`_keep_unreadable`'s.
     """
     explicit = bool(options.roots) or bool(options.remove_dists)
     if not profile.remove_distributions and not profile.remove_dev_tools and not explicit:
-        return ()
+        return (), []
+    tools = (dict(knowledge.dev_tools)
+             if profile.remove_dev_tools and not profile.keep_what_dev_tools_run else {})
+    set_aside: dict[str, list[tuple[str, str, str]]] = {}
+    decisions = _decide_rounds(inv, profile, options, knowledge, sources, sizes, tools, set_aside)
+    return decisions, _tool_run_warnings(decisions, set_aside, knowledge)
+
+
+def _tool_run_warnings(decisions: Sequence[DistDecision], set_aside: Runs,
+                       knowledge: Knowledge) -> list[Diagnostic]:
+    """A warning for each distribution removed although a kept development tool runs it."""
+    by_name = {d.name: d for d in decisions}
+    reasons = dev_tool_reasons(set_aside, dict(knowledge.dev_tools))
+    out: list[Diagnostic] = []
+    for user, runs in sorted(set_aside.items()):
+        if by_name.get(user) is not None and by_name[user].remove:
+            continue
+        for needed, what, path in runs:
+            d = by_name.get(needed)
+            if d is None or not d.remove:
+                continue
+            out.append(Diagnostic(
+                "warning", "dev-tool-run",
+                f"{d.name} {d.version} ({d.bytes / 2**20:.1f} MiB) is removed although the kept "
+                f"{user} ({reasons.get(user) or 'development tool'}) {what} ({path}): what a "
+                f"development tool runs keeps nothing in this profile; --keep-dist {d.name} keeps it"))
+    return out
+
+
+def _decide_rounds(inv: Inventory, profile: Profile, options: PlanOptions, knowledge: Knowledge,
+                   sources: SourceReader, sizes: Mapping[str, int], tools: Mapping[str, str],
+                   set_aside: dict[str, list[tuple[str, str, str]]]) -> tuple[DistDecision, ...]:
+    """The graph's decision, fed round by round with what kept code imports and runs; the
+    runs of the development tools in ``tools`` go to ``set_aside`` instead."""
     keep_whole = _keep_unreadable(inv, options)
 
     def decide(imports: Imports, runs: Runs) -> tuple[DistDecision, ...]:
@@ -121,7 +161,9 @@ def decide_dists(inv: Inventory, profile: Profile, options: PlanOptions, knowled
         if not found and not ran:
             return decided
         evidence.update(found)
-        run_evidence.update(ran)
+        by_tools = dev_tool_reasons(ran, tools) if tools else {}
+        run_evidence.update({k: v for k, v in ran.items() if k not in by_tools})
+        set_aside.update({k: list(v) for k, v in ran.items() if k in by_tools})
         decided = decide(evidence, run_evidence)
 
 
@@ -211,7 +253,7 @@ def _distribution_runs(
     paths = [fe.path for fe in inv.files
              if fe.owner is not None and fe.owner in owners and fe.owner not in SEEDED
              and not fe.is_link and fe.path.endswith(".py") and is_evidence_file(fe.path)
-             and "/testing/" not in fe.path and "/_testing/" not in fe.path]
+             and not is_test_harness(fe.path)]
     paths = sources.may_contain(paths, RUN_MARKERS)
     owner_of = {fe.path: fe.owner for fe in inv.files if fe.owner is not None}
     names = tuple({n.encode() for n in modules} | {n.encode() for n in programs})

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from .._match import FirstMatch, ProtectionMatcher
 from ..evidence import LOCATORS, Candidate, find_evidence
-from ..imports import is_evidence_file
+from ..imports import is_evidence_file, is_test_harness
 from ..model import Inventory
 from ..profiles import Knowledge
 from .rules import shallowest_match
@@ -169,12 +169,17 @@ def _locating_code(states: Sequence[FileState], owners: Container[str], sources:
     """owner -> [(path, sub)] of the kept source files of ``owners`` that may locate data.
 
     Code only tests or builds run (tests/, conftest.py, setup.py) is no evidence of a read
-    at run time: a kept test module names its own data.
+    at run time: a kept test module names its own data, and a test harness shipped as a
+    package names the suite it runs (sympy/testing/runtests.py kept 2.7 MB of sympy's tests),
+    and a code generator the knowledge base lists (``writes_only``: torchgen) names what it
+    writes.
     """
+    writers = [w.spec for w in knowledge.writers]
     code_states = [st for st in states
                    if st.removal is None and st.owner in owners and st.site is not None
                    and st.entry.path.endswith(".py") and not st.entry.is_link
-                   and is_evidence_file(st.entry.path)]
+                   and is_evidence_file(st.entry.path) and not is_test_harness(st.entry.path)
+                   and not any(w.match_file(st.sub) for w in writers)]
     maybe = set(sources.may_contain([st.entry.path for st in code_states], locators(knowledge)))
     code: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for st in code_states:
@@ -195,7 +200,7 @@ def _candidates(gated: Sequence[FileState]) -> list[Candidate]:
         memo = (rule.rule.id, where)
         if memo not in shallowest:
             shallowest[memo] = shallowest_match(rule, where)
-        candidates.append(Candidate(st.sub, st.owner, rule.rule.id, shallowest[memo] or ""))
+        candidates.append(Candidate(st.sub, st.owner, rule.rule.id, shallowest[memo] or "", st.entry.path))
     return candidates
 
 
