@@ -80,6 +80,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ("a --check that fails before pruning", lambda env, tmp: [str(env), "--check", "exit 3"], "exit 3"),
     ("a trace that reached no Python process", lambda env, tmp: [str(env), "--keep-from", _empty_trace(tmp)],
      '"processes": 0'),
+    ("a requirements file that names nothing",
+     lambda env, tmp: [str(env), "--requirements", str((tmp / "r.txt").write_text("# pinned later\n--no-binary :all:\n")
+                                                        and tmp / "r.txt")], "names no distribution"),
 ]
 
 
@@ -126,3 +129,11 @@ def test_remove_dist_of_a_real_distribution_whose_record_is_unreadable(fresh_ven
     assert proc.returncode == 0, proc.stderr
     assert "RECORD cannot be read" in proc.stdout + proc.stderr
     assert (site / "six.py").is_file()
+
+
+def test_graph_with_a_requirements_file_that_names_nothing(env: Path, tmp_path: Path) -> None:
+    (tmp_path / "r.txt").write_text("\n# nothing yet\n")
+    proc = subprocess.run([str(VENV_PRUNE), "graph", str(env), "--requirements", str(tmp_path / "r.txt")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "names no distribution" in proc.stderr, proc.stderr

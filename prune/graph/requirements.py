@@ -147,7 +147,8 @@ def roots_from_requirements(
         out (``pywin32; sys_platform == "win32"`` is not installed on Linux).
     :returns: canonical names, in file order, without duplicates.
     :raises UsageError: unreadable file, invalid TOML, an unknown extra, ``extras`` given for
-        a requirements file, or a line whose distribution cannot be told.
+        a requirements file, a line whose distribution cannot be told, or a requirements file
+        that names no distribution.
     """
     if path.suffix == ".toml":
         names = _from_pyproject(path, extras, marker_env)
@@ -155,6 +156,12 @@ def roots_from_requirements(
         if extras:
             raise UsageError(f"--extra needs a pyproject.toml, not {path.name}")
         names = _from_requirements_txt(path, marker_env, set())
+        if not names:
+            # Silently falling back to what was installed by name would ignore the user's word.
+            raise UsageError(
+                f"{path}: names no distribution (empty, only comments or options, or every "
+                "marker false on the target Python); list what the application needs, one "
+                "per line, or leave out --requirements")
     return tuple(dict.fromkeys(names))
 
 
