@@ -331,6 +331,9 @@ def _follow_includes(candidates: Sequence[Candidate], out: dict[int, Evidence],
         if _suffix(c.sub) in _INCLUDING_TYPES:
             headers.setdefault(c.sub.rpartition("/")[2], []).append(i)
     todo = [i for i in out if _suffix(candidates[i].sub) in _INCLUDING_TYPES]
+    # Each kept file's first kept ancestor that is no include: what the report names as the
+    # start of the chain (torch/extension.h, named by cpp_extension.py).
+    origin = {i: f"{candidates[i].sub.rpartition('/')[2]}, kept by {out[i].source}" for i in todo}
     done: set[int] = set()
     while todo:
         i = todo.pop()
@@ -348,7 +351,9 @@ def _follow_includes(candidates: Sequence[Candidate], out: dict[int, Evidence],
             own = [j for j in hits if candidates[j].owner == c.owner]
             for j in own or hits:
                 if j not in out:
-                    out[j] = Evidence("include", via, f"#include <{name}> in {via}, which stays")
+                    out[j] = Evidence("include", via,
+                                      f"#include <{name}> in {via}, which stays (from {origin[i]})")
+                    origin[j] = origin[i]
                     todo.append(j)
 
 

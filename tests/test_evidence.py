@@ -573,6 +573,10 @@ def test_a_header_type_narrows_to_the_named_directories_and_their_include_closur
         "kit/extension.h": "file-name", "kit/api.h": "include",
         "never/else.h": "include",  # #if is not evaluated: every branch counts
     }, kept
+    # An include names the start of its chain, and the file that kept it.
+    macros = next(ev for i, ev in found.items() if candidates[i].sub.endswith("c10/macros.h"))
+    assert "#include <c10/macros.h> in site/kit/include/c10/hash.h" in macros.reason, macros.reason
+    assert macros.reason.endswith("(from cpu.h, kept by site/kit/jit.py)"), macros.reason
 
     # The type named by a file that names no directory of the owner's headers: all stay.
     unscoped = dict(sources)
