@@ -121,12 +121,15 @@ def describe(digest: Digest, original: Digest, pruned: Digest) -> str:
     return f"extra={extra} missing(vs pruned)={missing} changed(vs pruned)={changed}"
 
 
-def slow_rename_argv(args: list[str], seconds: float) -> list[str]:
+def slow_rename_argv(args: list[str], seconds: float, hold: Optional[Path] = None) -> list[str]:
     """A venv-prune command line whose every os.rename (staging, rollback) sleeps first, as
-    on a slow filesystem: the window in which a second process could interfere is wide."""
+    on a slow filesystem: the window in which a second process could interfere is wide.
+    With ``hold``, every rename also waits while that file exists: the run stays in its
+    phase until the test removes it, however long other processes take on a loaded machine."""
+    wait = f"    while os.path.exists({str(hold)!r}):\n        time.sleep(0.005)\n" if hold else ""
     code = ("import os, sys, time\n"
             "_r = os.rename\n"
-            f"def rename(*a, **k):\n    time.sleep({seconds!r})\n    return _r(*a, **k)\n"
+            f"def rename(*a, **k):\n{wait}    time.sleep({seconds!r})\n    return _r(*a, **k)\n"
             "os.rename = rename\n"
             "from prune.cli import main\n"
             "sys.argv[0] = 'venv-prune'\n"

@@ -186,14 +186,19 @@ def test_second_run_and_recover_during_a_live_run_change_nothing(tmp_path: Path)
     reference = copy_env(root, tmp_path / "reference")
     assert cli(str(reference), "--profile", "safe", "--no-verify", "-q").returncode == 0
     pruned = tree_digest(reference)
-    # Every rename sleeps 3 ms first, as on a slow filesystem: staging lasts over a second.
-    proc = subprocess.Popen(slow_rename_argv([str(root), "--profile", "safe", "--no-verify", "-q"], 0.003),
+    # Every rename sleeps 3 ms first, as on a slow filesystem, and waits while the hold file
+    # exists: the live run is staging for as long as the three others take, even when a
+    # loaded machine makes each of them slower than a whole idle prune (CI at load 6.5).
+    hold = tmp_path / "hold"
+    hold.touch()
+    proc = subprocess.Popen(slow_rename_argv([str(root), "--profile", "safe", "--no-verify", "-q"], 0.003, hold),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: journal_state(root / STATE) == "staging", proc, "staging")
     second = cli(str(root), "--profile", "safe", "--no-verify", "-q")
     rec = cli("recover", str(root))
     dry = cli(str(root), "--dry-run", "-q")
     still = journal_state(root / STATE)
+    hold.unlink()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     for other in (second, rec, dry):
