@@ -42,7 +42,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["GENERIC_NAMES", "LOCATORS", "Candidate", "Evidence", "SiblingReader", "find_evidence"]
+__all__ = ["GENERIC_NAMES", "HEADER_TYPES", "INCLUDING_SUFFIXES", "LOCATORS", "Candidate", "Evidence",
+           "SiblingReader", "find_evidence"]
 
 #: Byte strings at least one of which a source file that locates data on disk contains.
 LOCATORS: tuple[bytes, ...] = (
@@ -84,10 +85,16 @@ HEADER_TYPES: frozenset[str] = frozenset({".h", ".hh", ".hpp", ".hxx", ".h++", "
 #: Types whose ``#include`` lines the closure follows: headers and the C/C++ sources kept code
 #: compiles (inductor's ``aoti_runtime/interface.cpp``).
 _INCLUDING_TYPES = HEADER_TYPES | frozenset({".c", ".cc", ".cpp", ".cxx", ".cu"})
+#: The same, for ``str.endswith``.
+INCLUDING_SUFFIXES: tuple[str, ...] = tuple(sorted(_INCLUDING_TYPES))
 # What may stand between two literals Python joins: blanks, newlines, a backslash
 # continuation, the next literal's prefix.
 _ADJACENT = re.compile(rb"[ \t\r\n\\]*[rRbBuUfF]{0,2}")
 _INCLUDED = re.compile(r'#[ \t]*include[ \t]*[<"]([^<>"]{1,300})[>"]')
+# A function that hands the distribution's headers to compilers, by the convention numpy,
+# pybind11, pythran and pyarrow follow (``get_include()``) and torch's cpp_extension
+# (``include_paths()``), nanobind (``include_dir()``).
+_PUBLISHES = re.compile(rb"^[ \t]*def[ \t]+(get_include\w*|get_includes?|include_paths?|include_dirs?)[ \t]*\(", re.M)
 _INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[<"]([^<>"\r\n]{1,300})[>"]', re.M)
 
 
@@ -226,6 +233,7 @@ def find_evidence(
     code: Mapping[str, Sequence[tuple[str, str]]],
     read: Callable[[str], bytes],
     readers: Iterable[SiblingReader] = (),
+    kept_sources: Sequence[Candidate] = (),
 ) -> dict[int, Evidence]:
     """Which candidates the owners' kept code reads at run time.
 
@@ -235,6 +243,9 @@ def find_evidence(
         candidate are asked about.
     :param read: the bytes of a file (relative to the root); empty when unreadable.
     :param readers: sibling readers from the knowledge base.
+    :param kept_sources: headers and C/C++ sources that stay for another reason (a
+        protection, a keep pattern, an environment-wide reader): what they ``#include``
+        stays too.
     :returns: index in ``candidates`` -> the evidence that keeps it (absent: none found).
     """
     owners = {c.owner for c in candidates if c.owner}
@@ -245,6 +256,7 @@ def find_evidence(
     named: dict[str, _Named] = {}
     # Sibling files a reader reads, in site terms: sub -> (reader, the calling file).
     siblings: dict[str, tuple[SiblingReader, str]] = {}
+    publishers: dict[str, tuple[str, str]] = {}  # owner -> (the function, the file defining it)
     for owner in sorted(owners):
         found = _Named({}, {}, {}, {})
         for path, sub in code.get(owner, ()):
@@ -252,6 +264,9 @@ def find_evidence(
             # The caller's grep is only a filter: a file that cannot locate data is no evidence.
             if not data or not any(loc in data for loc in locators):
                 continue
+            published = _PUBLISHES.search(data)
+            if published is not None and owner not in publishers:
+                publishers[owner] = (published.group(1).decode(), path)
             for r in readers:
                 if r.call.encode() in data and sub.endswith(".py"):
                     siblings.setdefault(sub[:-3] + r.suffix, (r, path))
@@ -261,10 +276,17 @@ def find_evidence(
     out: dict[int, Evidence] = {}
     for i, c in enumerate(candidates):
         ev = _evidence_for(c, named.get(c.owner), siblings)
+        # Published headers are the ones a file-type rule matches, not a test suite's.
+        if (c.owner in publishers and not c.anchor and _suffix(c.sub) in HEADER_TYPES
+                and (ev is None or ev.kind == "extension")):
+            function, where = publishers[c.owner]
+            ev = Evidence("publishes-headers", where,
+                          f"{c.owner}'s code hands its headers to compilers ({function}() in {where}): "
+                          "code compiled at run time may include any of them")
         if ev is not None:
             out[i] = ev
     _narrow_header_types(candidates, out, named)
-    _follow_includes(candidates, out, read)
+    _follow_includes(candidates, out, read, kept_sources)
     return out
 
 
@@ -318,7 +340,7 @@ def _narrow_header_types(candidates: Sequence[Candidate], out: dict[int, Evidenc
 
 
 def _follow_includes(candidates: Sequence[Candidate], out: dict[int, Evidence],
-                     read: Callable[[str], bytes]) -> None:
+                     read: Callable[[str], bytes], kept_sources: Sequence[Candidate] = ()) -> None:
     """Keep what kept headers and C/C++ sources ``#include``, to a fixpoint: a compiler reads
     the whole closure (torch's ``cpp_prefix.h`` needs ``c10/util/hash.h``).
 
@@ -330,17 +352,22 @@ def _follow_includes(candidates: Sequence[Candidate], out: dict[int, Evidence],
     for i, c in enumerate(candidates):
         if _suffix(c.sub) in _INCLUDING_TYPES:
             headers.setdefault(c.sub.rpartition("/")[2], []).append(i)
+    # Files that stay for another reason take negative indexes: -1 is kept_sources[0].
+    every = {**{-1 - k: c for k, c in enumerate(kept_sources)}, **dict(enumerate(candidates))}
     todo = [i for i in out if _suffix(candidates[i].sub) in _INCLUDING_TYPES]
     # Each kept file's first kept ancestor that is no include: what the report names as the
     # start of the chain (torch/extension.h, named by cpp_extension.py).
     origin = {i: f"{candidates[i].sub.rpartition('/')[2]}, kept by {out[i].source}" for i in todo}
+    for k, c in enumerate(kept_sources):
+        origin[-1 - k] = f"{c.sub.rpartition('/')[2]}, which stays"
+        todo.append(-1 - k)
     done: set[int] = set()
     while todo:
         i = todo.pop()
         if i in done:
             continue
         done.add(i)
-        c = candidates[i]
+        c = every[i]
         via = c.path or c.sub
         for raw in _INCLUDE.findall(read(via)):
             name = raw.decode("utf-8", "replace").strip()

@@ -584,6 +584,19 @@ def test_a_header_type_narrows_to_the_named_directories_and_their_include_closur
     found = find_evidence(candidates, code, lambda p: unscoped.get(p, b""))
     assert len(found) == len(candidates) and any(ev.kind == "extension" for ev in found.values())
 
+    # A distribution that hands its headers to compilers (get_include(), include_paths():
+    # torch's cpp_extension compiles user C++ that may include any of them) keeps them all;
+    # a header inside its test suite (a directory rule) is not published.
+    published = dict(sources)
+    published["site/kit/ext.py"] = (b"import os\ndef get_include():\n"
+                                    b"    return os.path.join(os.path.dirname(__file__), 'include')\n")
+    suite = Candidate("kit/tests/fixture.h", "kit", "tests", "kit/tests", "site/kit/tests/fixture.h")
+    found = find_evidence([*candidates, suite], code, lambda p: published.get(p, b""))
+    kinds = {candidates[i].sub.split("include/", 1)[1]: ev.kind for i, ev in found.items() if i < len(candidates)}
+    assert kinds["kit/api.h"] == "publishes-headers" and kinds["unrelated/big.h"] == "publishes-headers"
+    assert len(candidates) not in found, "a test suite's header is not published"
+    assert "get_include() in site/kit/ext.py" in found[headers.index("site/kit/include/kit/api.h")].reason
+
 
 _JIT_PKG = {
     "jitkit/__init__.py": textwrap.dedent("""\
@@ -637,8 +650,9 @@ def test_torch_compile_and_cpp_extensions_after_pruning(fresh_venv: Callable[...
                                                         tmp_path: Path) -> None:
     """torch 2.13 on CPU: torch.compile (inductor, also in cpp_wrapper mode) and
     cpp_extension.load_inline compile against torch's headers after the prune, each with
-    its own empty cache so nothing compiled before the prune is reused; torch/bin's C++ test
-    programs are gone."""
+    its own empty cache so nothing compiled before the prune is reused, with a source that
+    includes ``<torch/script.h>`` (a header no torch code names: it stays because torch hands
+    its include directories to compilers); torch/bin's C++ test programs are gone."""
     env = fresh_venv(["torch==2.13.0"])
     code = textwrap.dedent("""\
         import torch, torch._inductor.config as config
@@ -650,7 +664,8 @@ def test_torch_compile_and_cpp_extensions_after_pruning(fresh_venv: Callable[...
         config.cpp_wrapper = True
         torch._dynamo.reset()
         assert torch.allclose(torch.compile(f)(x, y), f(x, y), atol=1e-5)
-        m = load_inline(name="add_one", cpp_sources=["torch::Tensor add_one(torch::Tensor x) { return x + 1; }"],
+        m = load_inline(name="add_one", cpp_sources=["#include <torch/script.h>\\n"
+                                                     "torch::Tensor add_one(torch::Tensor x) { return x + 1; }"],
                         functions=["add_one"])
         assert torch.equal(m.add_one(torch.zeros(3)), torch.ones(3))
         """)
@@ -663,9 +678,8 @@ def test_torch_compile_and_cpp_extensions_after_pruning(fresh_venv: Callable[...
     assert report["verification"]["status"] == "passed"
     assert not (env / SITE / "torch" / "bin" / "test_api").exists()
     assert (env / SITE / "torch" / "include" / "torch" / "csrc" / "inductor" / "cpp_prefix.h").exists()
-    kept = sum(g["bytes"] for g in report["kept_on_evidence"]
-               if g["distribution"] == "torch" and g["rule"] == "c-sources")
-    assert kept < 28_000_000, kept  # every header (31 MB of .h, 38 MB in all) no longer stays
+    assert any(g["distribution"] == "torch" and g["saved_by"] == "evidence:publishes-headers"
+               for g in report["kept_on_evidence"]), report["kept_on_evidence"]
 
 
 def test_test_harnesses_and_code_generators_are_no_evidence(tmp_path: Path) -> None:
@@ -722,3 +736,65 @@ def test_test_programs_in_a_package_bin_go_unless_named(tmp_path: Path) -> None:
         assert by_rule.get(f"{SITE}/tkit/bin/TCPStoreTest") == "test-programs", profile
         for stays in (f"{SITE}/tkit/bin/shm_manager", f"{SITE}/tkit/bin/test_abi_check", "bin/test_runner"):
             assert stays not in by_rule, (profile, stays)
+
+
+_PUB_PKG = {
+    "pubkit/__init__.py": textwrap.dedent("""\
+        import os
+        def get_include():
+            return os.path.join(os.path.dirname(__file__), "include")
+        """),
+    "pubkit/include/pubkit/core.h": '#include "detail/twice.h"\n',
+    "pubkit/include/pubkit/detail/twice.h": "static int twice(int x) { return 2 * x; }\n",
+    "pubkit/include/pubkit/extra.h": "static int thrice(int x) { return 3 * x; }\n",
+    "pubkit/src/impl.c": "int impl;\n" + "/* pad */\n" * 300,
+}
+# User code compiled at run time, as load_inline, cppimport or pyximport compile it: it
+# includes headers no code in the package names.
+_PUB_CHECK = ("python -c 'import pubkit, subprocess, tempfile, os; d = tempfile.mkdtemp(); "
+              "open(d + \"/u.c\", \"w\").write(\"#include <pubkit/extra.h>\\n#include <pubkit/core.h>\\n"
+              "int main(void) { return thrice(1) + twice(1) - 5; }\\n\"); "
+              "subprocess.run([\"cc\", \"-I\", pubkit.get_include(), d + \"/u.c\", \"-o\", d + \"/u\"], check=True); "
+              "assert subprocess.run([d + \"/u\"]).returncode == 0'")
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+@pytest.mark.parametrize("profile", ("safe",) + PROFILES)
+def test_a_distribution_that_publishes_its_headers_keeps_them_all(
+        fresh_venv: Callable[..., Path], profile: str) -> None:
+    """torch (cpp_extension.include_paths, load_inline), pythran (get_include), numpy and
+    pybind11 hand their include directories to compilers: code compiled at run time may
+    include any of their headers (a tester's finding: ``#include <torch/script.h>`` in a
+    load_inline source failed after a prune that exited 0). Every header stays; C sources,
+    which nothing includes, still go."""
+    env = fresh_venv()
+    add_dist(env, "pubkit", _PUB_PKG)
+    report = _report(_prune(env, profile, _PUB_CHECK))
+    inc = env / SITE / "pubkit" / "include" / "pubkit"
+    assert (inc / "core.h").exists() and (inc / "extra.h").exists() and (inc / "detail" / "twice.h").exists()
+    assert not (env / SITE / "pubkit" / "src" / "impl.c").exists()
+    assert {g["saved_by"] for g in report["kept_on_evidence"] if g["distribution"] == "pubkit"} == {
+        "evidence:publishes-headers"}
+
+
+def test_what_a_header_that_stays_for_another_reason_includes_stays(tmp_path: Path) -> None:
+    """pythran's mechanism: while Cython or pythran is kept, the headers under every
+    include/ directory stay (knowledge reads_environment); what they #include outside
+    include/ must stay too (pythonic/include/types/numpy_iexpr.hpp includes
+    pythonic/utils/array_helper.hpp), or the compiler fails."""
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "hdrkit", {
+        "hdrkit/__init__.py": "",
+        "hdrkit/include/hdrkit/api.hpp": "#include <hdrkit/utils/helper.hpp>\n",
+        "hdrkit/utils/helper.hpp": "#include \"deep.hpp\"\n",
+        "hdrkit/utils/deep.hpp": "int deep;\n",
+        "hdrkit/utils/unused.hpp": "int unused;\n",
+    })
+    add_dist(root, "cython", {"Cython/__init__.py": ""}, top_level=("Cython",))
+    plan = build_plan(scan(locate(root)), load_profile("standard"))
+    gone = {a.path for a in plan.actions}
+    for stays in ("include/hdrkit/api.hpp", "utils/helper.hpp", "utils/deep.hpp"):
+        assert f"{SITE}/hdrkit/{stays}" not in gone, (stays, sorted(gone))
+    assert f"{SITE}/hdrkit/utils/unused.hpp" in gone

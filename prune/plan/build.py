@@ -203,11 +203,12 @@ def _keep_what_kept_code_needs(states: list[FileState], inventory: Inventory, so
     ep_modules = {ep.value.split(":", 1)[0].strip() for d in inventory.distributions
                   if d.name not in removed for ep in d.entry_points}
     import_check(states, sources, frozenset(ep_modules))
+    # Environment-wide readers first: what a header they keep includes is evidence's question.
+    keep_for_environment_readers(states, inventory, removed, knowledge)
     kept_on_evidence = keep_on_evidence(states, sources, knowledge)
     if kept_on_evidence:
         # What evidence kept is kept code: its imports may save another matched directory.
         import_check(states, sources, seeds=kept_on_evidence)
-    keep_for_environment_readers(states, inventory, removed, knowledge)
     keep_kept_distributions_whole(states, removed)
     if removed:
         # The graph's static scan skips test directories (code only tests run does not keep a

@@ -18,7 +18,7 @@ from typing import Optional
 from packaging.utils import canonicalize_name
 
 from .._match import FirstMatch, ProtectionMatcher
-from ..evidence import LOCATORS, Candidate, find_evidence
+from ..evidence import INCLUDING_SUFFIXES, LOCATORS, Candidate, find_evidence
 from ..imports import is_evidence_file, is_test_harness
 from ..model import Inventory
 from ..profiles import Knowledge
@@ -226,9 +226,15 @@ def keep_on_evidence(states: Sequence[FileState], sources: SourceReader,
     gated = [st for st in gated if st.owner in code
              and not (optional and st.site is not None and any(o.match_file(st.sub) for o in optional))]
     candidates = _candidates(gated)
+    # Headers and C/C++ sources that stay for another reason (a protection, an environment-wide
+    # reader): a compiler reads what they include (pythran's pythonic/include headers).
+    kept_sources = [Candidate(st.sub, st.owner, "", "", st.entry.path) for st in states
+                    if st.removal is None and st.saved_by and st.owner and st.site is not None
+                    and not st.entry.is_link and st.sub.lower().endswith(INCLUDING_SUFFIXES)]
     whole: dict[tuple[str, str], str] = {}
     kept_now: list[FileState] = []
-    for i, ev in sorted(find_evidence(candidates, code, sources.read_bytes, knowledge.readers).items()):
+    found = find_evidence(candidates, code, sources.read_bytes, knowledge.readers, kept_sources)
+    for i, ev in sorted(found.items()):
         st = gated[i]
         anchor = candidates[i].anchor
         if anchor:
