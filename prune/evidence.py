@@ -23,7 +23,8 @@ module whether the owning distribution's kept code says otherwise. Evidence, str
 
 Only source files that can locate data count: those that mention ``__file__``, ``__path__``,
 ``importlib.resources``, ``pkgutil.get_data``, ``pkg_resources`` ``resource_*``,
-``sys.prefix``, ``sysconfig`` or a knowledge-base reader, outside test code (tests/,
+``sys.prefix``, ``sysconfig``, ``#include`` (code writing C++ for a compiler: inductor's
+``cpp_template.py`` splices ``#include <c10/util/Unroll.h>``) or a knowledge-base reader, outside test code (tests/,
 conftest.py, setup.py). On real environments 5-15% of source files qualify; a background grep
 (:mod:`prune._grep`) finds them, so the others are never read. Literals are found by a
 regular expression, not a parser: a name quoted in a docstring counts too, which can only
@@ -42,13 +43,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["GENERIC_NAMES", "HEADER_TYPES", "INCLUDING_SUFFIXES", "LOCATORS", "Candidate", "Evidence",
-           "SiblingReader", "find_evidence"]
+__all__ = ["GENERIC_NAMES", "HEADER_SUFFIXES", "HEADER_TYPES", "INCLUDING_SUFFIXES", "LOCATORS", "Candidate",
+           "Evidence", "SiblingReader", "find_evidence"]
 
 #: Byte strings at least one of which a source file that locates data on disk contains.
 LOCATORS: tuple[bytes, ...] = (
     b"__file__", b"__path__", b"resources", b"get_data", b"resource_", b"sys.prefix",
-    b"sysconfig", b"jupyter_path",
+    b"sysconfig", b"jupyter_path", b"#include",
 )
 
 # A one-line string literal without escapes (its prefix, r/b/f..., does not matter); a
@@ -87,6 +88,7 @@ HEADER_TYPES: frozenset[str] = frozenset({".h", ".hh", ".hpp", ".hxx", ".h++", "
 _INCLUDING_TYPES = HEADER_TYPES | frozenset({".c", ".cc", ".cpp", ".cxx", ".cu"})
 #: The same, for ``str.endswith``.
 INCLUDING_SUFFIXES: tuple[str, ...] = tuple(sorted(_INCLUDING_TYPES))
+HEADER_SUFFIXES: tuple[str, ...] = tuple(sorted(HEADER_TYPES))
 # What may stand between two literals Python joins: blanks, newlines, a backslash
 # continuation, the next literal's prefix.
 _ADJACENT = re.compile(rb"[ \t\r\n\\]*[rRbBuUfF]{0,2}")

@@ -798,3 +798,39 @@ def test_what_a_header_that_stays_for_another_reason_includes_stays(tmp_path: Pa
     for stays in ("include/hdrkit/api.hpp", "utils/helper.hpp", "utils/deep.hpp"):
         assert f"{SITE}/hdrkit/{stays}" not in gone, (stays, sorted(gone))
     assert f"{SITE}/hdrkit/utils/unused.hpp" in gone
+
+
+def test_a_header_only_distribution_keeps_its_headers(tmp_path: Path) -> None:
+    """nvidia-cuda-cccl (libcu++, CUB, Thrust) is all headers, its public ones extensionless
+    in libc++ style (``cuda/std/array``), including ``.h`` files the c-sources rule matches:
+    removing those left a tree that could not compile, in every profile. A kept distribution
+    that is mostly headers keeps them; in one that is not, headers still go."""
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "cccl-like", {
+        "cccl_like/__init__.py": "",
+        "cccl_like/include/cuda/std/array": '#include "__internal/atomic.h"\n',
+        "cccl_like/include/cuda/std/__internal/atomic.h": "/* atomics */\n" * 400,
+        **{f"cccl_like/include/cub/block/b{i}.h": "/* block */\n" * 20 for i in range(20)},
+    })
+    add_dist(root, "codekit", {"codekit/__init__.py": "X = 1\n" * 400, "codekit/include/codekit.h": "int x;\n"})
+    for profile in ("safe", "standard", "aggressive"):
+        plan = build_plan(scan(locate(root)), load_profile(profile))
+        gone = {a.path for a in plan.actions}
+        assert f"{SITE}/cccl_like/include/cuda/std/__internal/atomic.h" not in gone, profile
+        assert f"{SITE}/codekit/include/codekit.h" in gone, profile
+        assert any(k.saved_by == "evidence:header-distribution" for k in plan.kept), profile
+
+
+def test_an_include_written_by_code_that_locates_nothing_names_the_header() -> None:
+    """torch's inductor/codegen/cpp_template.py splices ``#include <c10/util/Unroll.h>`` into
+    the C++ it compiles (flex attention on CPU) and mentions no ``__file__``: code that writes
+    ``#include`` is evidence by itself."""
+    from prune.evidence import Candidate, find_evidence
+
+    source = b'def prefix(res):\n    res.splice("#include <c10/util/Unroll.h>")\n'
+    candidates = [Candidate("kit/include/c10/util/Unroll.h", "kit", "c-sources"),
+                  Candidate("kit/include/c10/util/Other.h", "kit", "c-sources")]
+    found = find_evidence(candidates, {"kit": [("site/kit/tpl.py", "kit/tpl.py")]}, lambda p: source)
+    assert sorted(found) == [0] and found[0].kind == "file-name", found

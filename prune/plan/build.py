@@ -41,6 +41,7 @@ from .protect import (
     LazyPaths,
     Protections,
     keep_for_environment_readers,
+    keep_header_distributions,
     keep_kept_distributions_whole,
     keep_on_evidence,
     locators,
@@ -209,6 +210,7 @@ def _keep_what_kept_code_needs(states: list[FileState], inventory: Inventory, so
     if kept_on_evidence:
         # What evidence kept is kept code: its imports may save another matched directory.
         import_check(states, sources, seeds=kept_on_evidence)
+    keep_header_distributions(states, removed)
     keep_kept_distributions_whole(states, removed)
     if removed:
         # The graph's static scan skips test directories (code only tests run does not keep a

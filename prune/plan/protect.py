@@ -18,7 +18,7 @@ from typing import Optional
 from packaging.utils import canonicalize_name
 
 from .._match import FirstMatch, ProtectionMatcher
-from ..evidence import INCLUDING_SUFFIXES, LOCATORS, Candidate, find_evidence
+from ..evidence import HEADER_SUFFIXES, INCLUDING_SUFFIXES, LOCATORS, Candidate, find_evidence
 from ..imports import is_evidence_file, is_test_harness
 from ..model import Inventory
 from ..profiles import Knowledge
@@ -27,7 +27,8 @@ from .sources import SourceReader
 from .state import FileState, rule_removal, site_top_files
 
 __all__ = ["LazyPaths", "Protections", "is_loose_pyc", "is_sourceless_pyc", "keep_for_environment_readers",
-           "keep_kept_distributions_whole", "keep_on_evidence", "locators", "pth_directories", "pth_protected"]
+           "keep_header_distributions", "keep_kept_distributions_whole", "keep_on_evidence", "locators",
+           "pth_directories", "pth_protected"]
 
 _VENV_SKELETON = re.compile(r"^(pyvenv\.cfg|lib64|bin/(python[\d.]*|pypy[\d.]*|activate.*|Activate\.ps1))$")
 
@@ -330,6 +331,35 @@ def keep_for_environment_readers(states: Sequence[FileState], inventory: Invento
 
 # What a distribution offers to import or to type-check; a kept distribution keeps at least one.
 _MODULE_SUFFIXES = (".py", ".pyi", ".so", ".pyd", ".pyc")
+
+
+_HEADER_LIBRARY = 20  # headers: fewer is a package shipping a header, not a header library
+
+
+def keep_header_distributions(states: Sequence[FileState], removed_dists: Container[str]) -> None:
+    """A kept distribution whose content is mostly C/C++ headers (nvidia-cuda-cccl: libcu++,
+    CUB and Thrust, 2158 of its 2355 files) exists to be compiled against: its headers stay.
+    Its public headers are often extensionless (``cuda/std/array``, libc++ style), which no
+    rule matches, and they include the ``.h`` files the c-sources rule would take, leaving a
+    header tree that cannot compile (a tester's finding, in every profile, safe included).
+    Mostly: the headers rules would remove are at least half its bytes outside its metadata,
+    and a library of them (20 or more), not a package that happens to ship a header or two."""
+    total: dict[str, int] = defaultdict(int)
+    headers: dict[str, list[FileState]] = defaultdict(list)
+    for st in states:
+        if not st.owner or st.site is None or st.owner in removed_dists or ".dist-info/" in st.sub:
+            continue
+        total[st.owner] += st.entry.size
+        if _evidence_gated(st) and st.sub.lower().endswith(HEADER_SUFFIXES):
+            headers[st.owner].append(st)
+    for owner, group in headers.items():
+        size = sum(st.entry.size for st in group)
+        if size * 2 < total[owner] or len(group) < _HEADER_LIBRARY:
+            continue
+        for st in group:
+            st.save("evidence:header-distribution",
+                    f"{owner} is kept and is mostly C/C++ headers ({size:,} of {total[owner]:,} bytes): "
+                    "it exists to be compiled against, and its headers include one another")
 
 
 def keep_kept_distributions_whole(states: Sequence[FileState], removed_dists: Container[str]) -> None:
