@@ -83,9 +83,9 @@ _GENERIC_EXTENSIONS = frozenset({".py", ".pyc", ".pyo"})
 #: C and C++ header types: a compiler reads them through ``#include``, so the ones kept code
 #: needs are the closure of the files it names, not every file of the type.
 HEADER_TYPES: frozenset[str] = frozenset({".h", ".hh", ".hpp", ".hxx", ".h++", ".cuh", ".inc", ".inl", ".tcc"})
-#: Types whose ``#include`` lines the closure follows: headers and the C/C++ sources kept code
-#: compiles (inductor's ``aoti_runtime/interface.cpp``).
-_INCLUDING_TYPES = HEADER_TYPES | frozenset({".c", ".cc", ".cpp", ".cxx", ".cu"})
+#: Types whose ``#include`` lines the closure follows: headers, the C/C++ sources kept code
+#: compiles (inductor's ``aoti_runtime/interface.cpp``), and Cython's .pxd/.pyx/.pxi.
+_INCLUDING_TYPES = HEADER_TYPES | frozenset({".c", ".cc", ".cpp", ".cxx", ".cu", ".pxd", ".pyx", ".pxi"})
 #: The same, for ``str.endswith``.
 INCLUDING_SUFFIXES: tuple[str, ...] = tuple(sorted(_INCLUDING_TYPES))
 HEADER_SUFFIXES: tuple[str, ...] = tuple(sorted(HEADER_TYPES))
@@ -97,7 +97,10 @@ _INCLUDED = re.compile(r'#[ \t]*include[ \t]*[<"]([^<>"]{1,300})[>"]')
 # pybind11, pythran and pyarrow follow (``get_include()``) and torch's cpp_extension
 # (``include_paths()``), nanobind (``include_dir()``).
 _PUBLISHES = re.compile(rb"^[ \t]*def[ \t]+(get_include\w*|get_includes?|include_paths?|include_dirs?)[ \t]*\(", re.M)
-_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[<"]([^<>"\r\n]{1,300})[>"]', re.M)
+# C's #include, and Cython's `cdef extern from "x.h"` (a .pxd's header: cysignals' signals.pxd
+# names struct_signals.h beside it) and `include "x.pxi"`.
+_INCLUDE = re.compile(rb'^[ \t]*(?:#[ \t]*include[ \t]*[<"]|cdef[ \t]+extern[ \t]+from[ \t]+["\']|include[ \t]+["\'])'
+                      rb'([^<>"\'\r\n]{1,300})[>"\']', re.M)
 
 
 @dataclass(frozen=True)

@@ -834,3 +834,28 @@ def test_an_include_written_by_code_that_locates_nothing_names_the_header() -> N
                   Candidate("kit/include/c10/util/Other.h", "kit", "c-sources")]
     found = find_evidence(candidates, {"kit": [("site/kit/tpl.py", "kit/tpl.py")]}, lambda p: source)
     assert sorted(found) == [0] and found[0].kind == "file-name", found
+
+
+def test_headers_a_kept_pxd_declares_stay(tmp_path: Path) -> None:
+    """cysignals 1.12: ``signals.pxd`` (kept while Cython is) declares ``cdef extern from
+    "struct_signals.h"``, a header beside it; a module that cimports it failed to compile
+    after a prune that exited 0, in every profile. What a kept .pxd names stays."""
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, "cysig-like", {
+        "cysig_like/__init__.py": "",
+        "cysig_like/signals.pxd": 'cdef extern from "struct_signals.h":\n    ctypedef struct cysigs_t:\n        int x\n'
+                                  'include "macros.pxi"\n',
+        "cysig_like/macros.pxi": 'cdef extern from "macros.h":\n    int sig_on()\n',
+        "cysig_like/struct_signals.h": "typedef struct { int x; } cysigs_t;\n",
+        "cysig_like/macros.h": '#include "implementation.c"\nint sig_on(void);\n',
+        "cysig_like/implementation.c": "int sig_on(void) { return 0; }\n",
+        "cysig_like/unused.h": "int unused;\n",
+    })
+    add_dist(root, "cython", {"Cython/__init__.py": ""}, top_level=("Cython",))
+    plan = build_plan(scan(locate(root)), load_profile("standard"))
+    gone = {a.path for a in plan.actions}
+    for stays in ("signals.pxd", "macros.pxi", "struct_signals.h", "macros.h", "implementation.c"):
+        assert f"{SITE}/cysig_like/{stays}" not in gone, (stays, sorted(gone))
+    assert f"{SITE}/cysig_like/unused.h" in gone

@@ -221,10 +221,12 @@ def keep_on_evidence(states: Sequence[FileState], sources: SourceReader,
     if not gated:
         return []
     code = _locating_code(states, {st.owner for st in gated}, sources, knowledge)
-    # Every kind of evidence comes from the owner's code: a distribution without a file that
-    # locates data keeps nothing here (a generated 100k-file tree: none at all).
+    # Every kind of evidence comes from the owner's code, or from a header that stays: a
+    # distribution without either keeps nothing here (a generated 100k-file tree: none at all).
     optional = [o.spec for o in knowledge.read_optional]
-    gated = [st for st in gated if st.owner in code
+    # Headers and C/C++ sources of any owner stay asked: a kept header may include them
+    # (cysignals has no code that locates files, and its signals.pxd names struct_signals.h).
+    gated = [st for st in gated if (st.owner in code or st.sub.lower().endswith(INCLUDING_SUFFIXES))
              and not (optional and st.site is not None and any(o.match_file(st.sub) for o in optional))]
     candidates = _candidates(gated)
     # Headers and C/C++ sources that stay for another reason (a protection, an environment-wide
