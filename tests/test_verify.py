@@ -692,3 +692,45 @@ def test_a_module_beside_removed_files_gets_a_short_deadline_and_no_recheck(
     outcome = by_name(baseline)
     assert outcome["extra.fine"].ok and not outcome["extra.broken"].ok
     assert outcome["extra.hangs"].error == "timed out after 2s"
+
+
+# -------------------------------------------------- imports that only the order decides
+
+ORDER = {
+    # pkg.m imported first: m imports pkg.s, which asks m for X while m is still
+    # initializing ("cannot import name 'X' from partially initialized module"); pkg.s
+    # imported first works, and so does pkg.m after it (scipy 1.17's
+    # scipy.linalg._matfuncs_sqrtm_triu and _matfuncs_sqrtm).
+    "pkg/__init__.py": "",
+    "pkg/m.py": "import pkg.s\nX = 1\n",
+    "pkg/s.py": "from pkg.m import X\n",
+    "pkg/gone.py": "import pkg.removed_helper\n",
+    "pkg/removed_helper.py": "",
+}
+
+
+def test_a_circular_import_is_asked_again_as_the_baseline_asked_it(fresh_venv: FreshVenv) -> None:
+    """A module that worked in the baseline only after its interpreter imported a sibling
+    fails when the check after pruning imports it first; it is asked again after what ran
+    before it in the baseline, and passes. Without that history the failure stands, and a
+    removed file's failure always stands."""
+    env = fresh_venv()
+    add_dist(site_packages(env), "demo", ORDER, "")
+    python = python_of(env)
+    targets = mods("pkg.s", "pkg.m", "pkg.gone")
+    baseline = capture_baseline(python, targets, env_root=env, jobs=1)
+    assert [(o.name, o.ok, o.after) for o in baseline.outcomes] == [
+        ("pkg.s", True, ()), ("pkg.m", True, (("import", "pkg.s"),)),
+        ("pkg.gone", True, (("import", "pkg.s"), ("import", "pkg.m")))]
+    # The check after pruning asks pkg.m first (another order, as parallel workers may).
+    reordered = Baseline(baseline.python, baseline.python_version, baseline.paths,
+                         mods("pkg.m", "pkg.s", "pkg.gone"), (), (),
+                         (baseline.outcomes[1], baseline.outcomes[0], baseline.outcomes[2]), baseline.seconds)
+    (site_packages(env) / "pkg" / "removed_helper.py").unlink()
+    result = verify(python, reordered, env_root=env, jobs=1)
+    assert [(f.name, f.error.split(":")[0]) for f in result.failures] == [("pkg.gone", "ModuleNotFoundError")]
+    # No history (it ran first in the baseline): the circular-import failure stands.
+    bare = Baseline(baseline.python, baseline.python_version, baseline.paths, mods("pkg.m"), (), (),
+                    (Outcome("import", "pkg.m", "demo", True, ""),), baseline.seconds)
+    failures = verify(python, bare, env_root=env, jobs=1).failures
+    assert len(failures) == 1 and "partially initialized module" in failures[0].error

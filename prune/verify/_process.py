@@ -25,12 +25,13 @@ MAX_ERROR = 2000
 @dataclass(frozen=True)
 class Result:
     """What one task or check gave: ``error`` is "" when ``ok``; ``timed_out`` lets the pool
-    decide whether a hang is worth a second try."""
+    decide whether a hang is worth a second try; ``before``: the tasks (indexes) its
+    interpreter ran before it, in order."""
 
-    __slots__ = ("error", "ok", "timed_out")
     ok: bool
     error: str
     timed_out: bool
+    before: tuple[int, ...] = ()
 
 
 def status(returncode: int) -> str:

@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -27,7 +28,7 @@ from . import _worker
 from ._process import Result, child_env, has_ended, kill_group, status, tail_line
 from .targets import EntryPointTarget, ModuleTarget
 
-__all__ = ["FIRST_TRY_TIMEOUT", "Count", "Launcher", "StartFailed", "probe"]
+__all__ = ["FIRST_TRY_TIMEOUT", "Count", "Launcher", "StartFailed", "probe", "replay"]
 
 #: Told (done, total) as each import or entry point is decided: the command's counter.
 Count = Optional[Callable[[int, int], None]]
@@ -128,6 +129,7 @@ class Worker:
         self.result_r: int | None = result_r
         self.buffer = b""
         self.used = 0
+        self.history: list[int] = []  # the tasks this interpreter ran, in order
         try:
             ready = self.receive(max(launcher.timeout, _START_GRACE))
             self.version = ".".join(str(v) for v in ready["ready"])
@@ -329,11 +331,14 @@ class _Puller:
                     self.pool.results[index] = Result(False, str(exc), False)
                     return
             first = self.worker.used == 0
+            before = tuple(self.worker.history)
             result, alive = self.pool.attempt(self.worker, index)
-            if not alive:
+            if alive:
+                self.worker.history.append(index)
+            else:
                 self.worker = None
             if self.pool.counts(result, first, index):
-                self.pool.record(index, result)
+                self.pool.record(index, replace(result, before=before))
                 return
             if self.worker is not None:  # tainted by earlier imports: retire it
                 self.worker.close()
@@ -377,3 +382,23 @@ def probe(launcher: Launcher, targets: Sequence[ModuleTarget | EntryPointTarget]
     at_once = [isinstance(t, ModuleTarget) and t.name in first_try for t in targets]
     return run_tasks(launcher, [_payload(t) for t in targets], jobs=jobs,
                      recheck_timeouts=recheck_timeouts, count=count, final_at_once=at_once)
+
+
+def replay(launcher: Launcher, before: Sequence[ModuleTarget | EntryPointTarget],
+           target: ModuleTarget | EntryPointTarget) -> Optional[Result]:
+    """Run ``before`` (results ignored), then ``target``, in one fresh interpreter: what
+    ``target``'s interpreter had done when it succeeded in the baseline. None when an
+    interpreter does not start, hangs or dies on the way (the failure then stands)."""
+    try:
+        worker = launcher.start()
+    except StartFailed:
+        return None
+    try:
+        for earlier in before:
+            worker.run(_payload(earlier), launcher.timeout)
+        reply = worker.run(_payload(target), launcher.timeout)
+    except (_TimedOut, _Died):
+        worker.kill()
+        return None
+    worker.close()
+    return Result(bool(reply.get("ok")), str(reply.get("error", "")), False)
