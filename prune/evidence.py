@@ -135,8 +135,8 @@ class Candidate:
 @dataclass(frozen=True)
 class Evidence:
     """Why a candidate stays: ``kind`` is ``reader:<id>``, ``file-name``, ``extension``,
-    ``directory``, ``header-directory`` or ``include``; ``source`` the kept file (relative to
-    the root) that gave the evidence."""
+    ``directory``, ``publishes-headers``, ``header-directory`` or ``include``; ``source`` the
+    kept file (relative to the root) that gave the evidence."""
 
     kind: str
     source: str

@@ -777,24 +777,29 @@ def test_a_distribution_that_publishes_its_headers_keeps_them_all(
         "evidence:publishes-headers"}
 
 
+def _removed_beside_a_kept_cython(tmp_path: Path, name: str, files: dict[str, str]) -> set[str]:
+    """The paths a standard plan removes from a venv holding the distribution ``name`` (its
+    ``files``) and a Cython, which is kept and reads every distribution's .pxd and include/."""
+    from synth import make_venv_tree
+
+    root = make_venv_tree(tmp_path / "v")
+    add_dist(root, name, files)
+    add_dist(root, "cython", {"Cython/__init__.py": ""}, top_level=("Cython",))
+    return {a.path for a in build_plan(scan(locate(root)), load_profile("standard")).actions}
+
+
 def test_what_a_header_that_stays_for_another_reason_includes_stays(tmp_path: Path) -> None:
     """pythran's mechanism: while Cython or pythran is kept, the headers under every
     include/ directory stay (knowledge reads_environment); what they #include outside
     include/ must stay too (pythonic/include/types/numpy_iexpr.hpp includes
     pythonic/utils/array_helper.hpp), or the compiler fails."""
-    from synth import make_venv_tree
-
-    root = make_venv_tree(tmp_path / "v")
-    add_dist(root, "hdrkit", {
+    gone = _removed_beside_a_kept_cython(tmp_path, "hdrkit", {
         "hdrkit/__init__.py": "",
         "hdrkit/include/hdrkit/api.hpp": "#include <hdrkit/utils/helper.hpp>\n",
         "hdrkit/utils/helper.hpp": "#include \"deep.hpp\"\n",
         "hdrkit/utils/deep.hpp": "int deep;\n",
         "hdrkit/utils/unused.hpp": "int unused;\n",
     })
-    add_dist(root, "cython", {"Cython/__init__.py": ""}, top_level=("Cython",))
-    plan = build_plan(scan(locate(root)), load_profile("standard"))
-    gone = {a.path for a in plan.actions}
     for stays in ("include/hdrkit/api.hpp", "utils/helper.hpp", "utils/deep.hpp"):
         assert f"{SITE}/hdrkit/{stays}" not in gone, (stays, sorted(gone))
     assert f"{SITE}/hdrkit/utils/unused.hpp" in gone
@@ -840,11 +845,9 @@ def test_headers_a_kept_pxd_declares_stay(tmp_path: Path) -> None:
     """cysignals 1.12: ``signals.pxd`` (kept while Cython is) declares ``cdef extern from
     "struct_signals.h"``, a header beside it; a module that cimports it failed to compile
     after a prune that exited 0, in every profile. What a kept .pxd names stays."""
-    from synth import make_venv_tree
-
-    root = make_venv_tree(tmp_path / "v")
-    add_dist(root, "cysig-like", {
-        "cysig_like/__init__.py": "",
+    gone = _removed_beside_a_kept_cython(tmp_path, "cysig-like", {
+        # No Python code at all, so none that locates a file (cysignals has none either):
+        # only the .pxd that stays can ask for its headers.
         "cysig_like/signals.pxd": 'cdef extern from "struct_signals.h":\n    ctypedef struct cysigs_t:\n        int x\n'
                                   'include "macros.pxi"\n',
         "cysig_like/macros.pxi": 'cdef extern from "macros.h":\n    int sig_on()\n',
@@ -853,9 +856,6 @@ def test_headers_a_kept_pxd_declares_stay(tmp_path: Path) -> None:
         "cysig_like/implementation.c": "int sig_on(void) { return 0; }\n",
         "cysig_like/unused.h": "int unused;\n",
     })
-    add_dist(root, "cython", {"Cython/__init__.py": ""}, top_level=("Cython",))
-    plan = build_plan(scan(locate(root)), load_profile("standard"))
-    gone = {a.path for a in plan.actions}
     for stays in ("signals.pxd", "macros.pxi", "struct_signals.h", "macros.h", "implementation.c"):
         assert f"{SITE}/cysig_like/{stays}" not in gone, (stays, sorted(gone))
     assert f"{SITE}/cysig_like/unused.h" in gone
